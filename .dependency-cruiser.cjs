@@ -1,0 +1,47 @@
+// Layer rules of DESIGN.md and no circular imports. Arrows point only downwards.
+/** @type {import('dependency-cruiser').IConfiguration} */
+const layer = (name, allowed) => ({
+  name: `layer-${name}`,
+  comment: `${name}/ may import only ${allowed.join(', ') || 'nothing in src'}`,
+  severity: 'error',
+  from: { path: `^src/${name}/` },
+  to: { path: '^src/', pathNot: [`^src/${name}/`, ...allowed.map((a) => `^src/${a}/`)] },
+});
+
+module.exports = {
+  forbidden: [
+    { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
+    layer('core', []),
+    {
+      name: 'env-interface-only-core',
+      severity: 'error',
+      from: { path: '^src/env/', pathNot: '^src/env/node/' },
+      to: { path: '^src/', pathNot: ['^src/env/', '^src/core/'] },
+    },
+    {
+      name: 'env-interface-not-node',
+      comment: 'the Env interface must not depend on its Node.js implementation',
+      severity: 'error',
+      from: { path: '^src/env/env\\.ts$' },
+      to: { path: '^src/env/node/' },
+    },
+    layer('sim', ['core', 'env']),
+    layer('transport', ['core', 'env']),
+    layer('gossip', ['core', 'env', 'transport']),
+    layer('check', ['core']),
+    layer('workload', ['core', 'check']),
+    {
+      name: 'protocols-not-node-env',
+      comment: 'protocol code sees only the Env interface, never its Node.js implementation',
+      severity: 'error',
+      from: { path: '^src/(sim|transport|gossip|raft|storage|kv|check|workload)/' },
+      to: { path: '^src/env/node/' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { extensions: ['.ts', '.js'] },
+  },
+};
