@@ -1,0 +1,24 @@
+/**
+ * `npm run bench`: every benchmark, each reporting medians over repeated runs and, where it
+ * has one, a ratio to a baseline measured in the same run (this machine is shared and noisy).
+ * `npm run bench -- sim` runs only the benchmarks whose name contains "sim".
+ */
+export interface Benchmark {
+  name: string;
+  run(): Promise<void>;
+}
+
+const benchmarks: Benchmark[] = [];
+
+const filter = process.argv.slice(2);
+for (const bench of benchmarks) {
+  if (filter.length > 0 && !filter.some((f) => bench.name.includes(f))) continue;
+  console.log(`\n== ${bench.name}`);
+  await bench.run();
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
