@@ -16,9 +16,3 @@ for (const bench of benchmarks) {
   console.log(`\n== ${bench.name}`);
   await bench.run();
 }
-
-export function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
