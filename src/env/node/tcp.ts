@@ -454,10 +454,10 @@ class InboundConnection {
       );
     }
     const verdict = this.checkHandshake(payload);
-    if (typeof verdict === 'string') return this.reject('bad-handshake', verdict);
+    if ('refusal' in verdict) return this.reject('bad-handshake', verdict.refusal);
     clearTimeout(this.timer);
     this.timer = undefined;
-    this.peer = verdict;
+    this.peer = verdict.peer;
     this.onIdentified(this);
     const rest = this.early.subarray(frameBytes);
     this.early = Buffer.alloc(0);
@@ -466,23 +466,25 @@ class InboundConnection {
   }
 
   /** The sender's id, or why the handshake is refused. */
-  private checkHandshake(payload: Uint8Array): NodeId | string {
+  private checkHandshake(payload: Uint8Array): { peer: NodeId } | { refusal: string } {
     let value: unknown;
     try {
       value = decode(payload);
     } catch (error) {
-      return describeError(error);
+      return { refusal: describeError(error) };
     }
-    if (!Array.isArray(value) || value.length !== 4) return 'handshake is not a 4-element array';
+    if (!Array.isArray(value) || value.length !== 4)
+      return { refusal: 'handshake is not a 4-element array' };
     const [magic, version, from, to] = value as unknown[];
-    if (magic !== handshakeMagic) return 'handshake magic mismatch';
-    if (version !== handshakeVersion) return `unsupported handshake version ${String(version)}`;
-    if (!isNodeId(from)) return 'handshake sender is not a node id';
+    if (magic !== handshakeMagic) return { refusal: 'handshake magic mismatch' };
+    if (version !== handshakeVersion)
+      return { refusal: `unsupported handshake version ${String(version)}` };
+    if (!isNodeId(from)) return { refusal: 'handshake sender is not a node id' };
     if (!isNodeId(to) || to !== this.shared.self) {
-      return `handshake is for ${JSON.stringify(to)}, this is ${this.shared.self}`;
+      return { refusal: `handshake is for ${JSON.stringify(to)}, this is ${this.shared.self}` };
     }
-    if (!this.isPeer(from)) return `unknown peer ${from}`;
-    return from;
+    if (!this.isPeer(from)) return { refusal: `unknown peer ${from}` };
+    return { peer: from };
   }
 
   private onFrameData(decoder: FrameDecoder, chunk: Uint8Array): void {
