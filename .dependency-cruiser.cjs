@@ -29,7 +29,7 @@ module.exports = {
     layer('transport', ['core', 'env']),
     layer('gossip', ['core', 'env', 'transport']),
     layer('check', ['core']),
-    layer('workload', ['core', 'check']),
+    layer('workload', ['core', 'check', 'env', 'sim', 'gossip']),
     {
       name: 'protocols-not-node-env',
       comment: 'protocol code sees only the Env interface, never its Node.js implementation',

@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'closed'
   | 'disk-io'
   | 'disk-full'
-  | 'not-found';
+  | 'not-found'
+  | 'fatal';
 
 export class ChorusError extends Error {
   override name = 'ChorusError';
@@ -72,4 +73,15 @@ export function describeError(error: unknown): string {
     }
   }
   return lines.join('\n  caused by ');
+}
+
+/**
+ * The process must stop now (for example an fsync failed, so the page cache can no longer
+ * be trusted). A real process exits; the simulator turns it into a crash of that node.
+ */
+export class FatalError extends ChorusError {
+  override name = 'FatalError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('fatal', message, options);
+  }
 }
