@@ -1,0 +1,387 @@
+/**
+ * The linearizability checker: the Wing & Gong search as improved by Lowe ("just-in-time
+ * linearization") with memoisation of configurations, run per key (P-compositionality:
+ * a history is linearizable iff each object's sub-history is).
+ *
+ * The search walks a list of call and return entries in real-time order. At a call it tries
+ * to linearize that operation now: the model must accept it in the current state, and the
+ * configuration (set of linearized operations, model state) must be new — one seen before
+ * already failed, which is the memoisation that makes the search practical. At a return it
+ * has found an operation that completed before being linearized, so it backtracks.
+ */
+import { assert } from '../core/assert.js';
+import { hashString, seededRandom } from '../core/prng.js';
+import { clockCheckEverySteps, searchCacheEntriesMax, searchSliceSteps } from './constants.js';
+import type { History, Operation } from './history.js';
+import { badInput, pairOperations } from './history.js';
+import type { AnyModel } from './models/index.js';
+
+export type Verdict = 'linearizable' | 'not-linearizable' | 'unknown';
+
+export interface CheckOptions {
+  /** Milliseconds from any fixed origin; injected so the checker itself never reads a clock. */
+  clock?: () => number;
+  /** Time budget for the whole check; past it the verdict is `unknown`. Needs `clock`. */
+  timeoutMs?: number;
+  /** Stop at the first partition found not linearizable; the rest are `skipped`. */
+  stopAtFirstViolation?: boolean;
+}
+
+export interface Unplaceable {
+  id: number;
+  reason: string;
+}
+
+/** Why a partition is not linearizable, from the deepest point the search reached. */
+export interface Failure {
+  /** The longest linearizable prefix found, in linearization order (operation ids). */
+  prefix: number[];
+  /** The model state after that prefix, in words. */
+  stateText: string;
+  /** The operation that completed before it could be placed: where every order ran out. */
+  blocking: number;
+  /** Operations that could not take effect next, each with the model's reason. */
+  unplaceable: Unplaceable[];
+  /** Operations that could be placed next, but every continuation after them failed. */
+  deadEnds: number[];
+}
+
+export interface PartitionResult {
+  /** The key shared by the partition's operations; undefined for operations without one. */
+  key: string | undefined;
+  verdict: Verdict | 'skipped';
+  /** Every operation of the partition (ids), including failed ones. */
+  operations: number[];
+  /** Operations the search had to place (ok ones, and indeterminate ones that may write). */
+  searched: number;
+  steps: number;
+  /** A witness order when linearizable. */
+  linearization?: number[];
+  failure?: Failure;
+  /** Why the verdict is unknown or skipped. */
+  note?: string;
+}
+
+export interface CheckResult {
+  verdict: Verdict;
+  model: string;
+  operations: Operation[];
+  partitions: PartitionResult[];
+  steps: number;
+}
+
+/** Pairs, validates and checks a history. Malformed operations are BadInputError with the line. */
+export function checkHistory(
+  history: History,
+  model: AnyModel,
+  options: CheckOptions = {},
+): CheckResult {
+  const operations = pairOperations(history);
+  for (const op of operations) {
+    const reason = model.validate(op);
+    if (reason !== undefined) throw badInput(history.source, op.callLine ?? op.returnLine, reason);
+  }
+  return checkOperations(operations, model, options);
+}
+
+export function checkOperations(
+  operations: Operation[],
+  model: AnyModel,
+  options: CheckOptions = {},
+): CheckResult {
+  assert(
+    options.timeoutMs === undefined || options.clock !== undefined,
+    'a time budget needs a clock',
+  );
+  const deadline =
+    options.clock !== undefined && options.timeoutMs !== undefined
+      ? options.clock() + options.timeoutMs
+      : Infinity;
+  const budget: Budget = { clock: options.clock, deadline };
+  const stopAtFirstViolation = options.stopAtFirstViolation ?? true;
+  const runs = [...partitionByKey(operations)].map(
+    ([key, ops]) => new PartitionRun(key, ops, model, budget),
+  );
+  // Partitions take turns in slices of steps, so one hard partition cannot hide a violation
+  // that another shows at once (Porcupine gets the same effect from parallel goroutines).
+  let stop: string | undefined;
+  let active = runs;
+  while (active.length > 0 && stop === undefined) {
+    for (const run of active) {
+      run.advance(searchSliceSteps);
+      if (run.result?.verdict === 'unknown') stop = 'not checked: the time budget was spent';
+      if (run.result?.verdict === 'not-linearizable' && stopAtFirstViolation) {
+        stop = 'not checked: another partition is already not linearizable';
+      }
+      if (stop !== undefined) break;
+    }
+    active = active.filter((run) => run.result === undefined);
+  }
+  const partitions = runs.map((run) => run.result ?? run.abandon(stop!));
+  const steps = runs.reduce((sum, run) => sum + run.search.steps, 0);
+  return { verdict: overall(partitions), model: model.name, operations, partitions, steps };
+}
+
+function overall(partitions: readonly PartitionResult[]): Verdict {
+  if (partitions.some((p) => p.verdict === 'not-linearizable')) return 'not-linearizable';
+  if (partitions.some((p) => p.verdict !== 'linearizable')) return 'unknown';
+  return 'linearizable';
+}
+
+/** Operations grouped by key, keys in sorted order (undefined first), each group in call order. */
+export function partitionByKey(
+  operations: readonly Operation[],
+): Map<string | undefined, Operation[]> {
+  const groups = new Map<string | undefined, Operation[]>();
+  for (const op of operations) {
+    const group = groups.get(op.key);
+    if (group === undefined) groups.set(op.key, [op]);
+    else group.push(op);
+  }
+  const keys = [...groups.keys()].sort((a, b) =>
+    a === b ? 0 : a === undefined ? -1 : b === undefined ? 1 : a < b ? -1 : 1,
+  );
+  return new Map(keys.map((k) => [k, groups.get(k)!]));
+}
+
+interface Budget {
+  clock: (() => number) | undefined;
+  deadline: number;
+}
+
+/** One call or return in the doubly linked list the search edits in place. */
+interface Entry {
+  /** Index into the partition's searched operations. */
+  slot: number;
+  call: boolean;
+  prev: Entry | undefined;
+  next: Entry | undefined;
+  /** For a call, its return entry. */
+  match: Entry | undefined;
+}
+
+function buildList(ops: readonly Operation[]): Entry {
+  const points: { position: number; tie: number; entry: Entry }[] = [];
+  ops.forEach((op, slot) => {
+    const ret: Entry = { slot, call: false, prev: undefined, next: undefined, match: undefined };
+    const call: Entry = { slot, call: true, prev: undefined, next: undefined, match: ret };
+    // An indeterminate operation may take effect at any later point: its return is at infinity.
+    const returns = op.status === 'ok' ? op.returnIndex! : Infinity;
+    points.push(
+      { position: op.callIndex, tie: slot, entry: call },
+      { position: returns, tie: slot, entry: ret },
+    );
+  });
+  points.sort((a, b) => a.position - b.position || a.tie - b.tie);
+  const head: Entry = { slot: -1, call: false, prev: undefined, next: undefined, match: undefined };
+  let last = head;
+  for (const { entry } of points) {
+    last.next = entry;
+    entry.prev = last;
+    last = entry;
+  }
+  return head;
+}
+
+/** Takes a call and its return out of the list (the operation is linearized). */
+function lift(call: Entry): void {
+  call.prev!.next = call.next;
+  if (call.next !== undefined) call.next.prev = call.prev;
+  const ret = call.match!;
+  ret.prev!.next = ret.next;
+  if (ret.next !== undefined) ret.next.prev = ret.prev;
+}
+
+/** Puts them back, in the reverse order of `lift`. */
+function unlift(call: Entry): void {
+  const ret = call.match!;
+  ret.prev!.next = ret;
+  if (ret.next !== undefined) ret.next.prev = ret;
+  call.prev!.next = call;
+  if (call.next !== undefined) call.next.prev = call;
+}
+
+/** Memo of configurations seen: Zobrist hash of the linearized set mixed with the state's hash. */
+class ConfigurationCache {
+  private readonly buckets = new Map<number, { bits: Uint32Array; state: string }[]>();
+  size = 0;
+
+  /** Adds the configuration; false when it was already present. */
+  add(hash: number, bits: Uint32Array, state: string): boolean {
+    const bucket = this.buckets.get(hash);
+    if (bucket === undefined) {
+      this.buckets.set(hash, [{ bits: bits.slice(), state }]);
+    } else {
+      for (const seen of bucket)
+        if (seen.state === state && equalBits(seen.bits, bits)) return false;
+      bucket.push({ bits: bits.slice(), state });
+    }
+    this.size++;
+    return true;
+  }
+}
+
+function equalBits(a: Uint32Array, b: Uint32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** One partition's search, resumable slice by slice, and its result once decided. */
+class PartitionRun {
+  readonly search: Search;
+  result: PartitionResult | undefined;
+  private readonly base: Pick<PartitionResult, 'key' | 'operations' | 'searched'>;
+
+  constructor(key: string | undefined, all: readonly Operation[], model: AnyModel, budget: Budget) {
+    // A failed operation never took effect; an indeterminate read constrains nothing.
+    const ops = all.filter(
+      (op) => op.status !== 'fail' && !(op.status === 'info' && model.readOnly(op)),
+    );
+    this.base = { key, operations: all.map((o) => o.id), searched: ops.length };
+    this.search = new Search(ops, model, budget);
+  }
+
+  advance(steps: number): void {
+    assert(this.result === undefined, 'a decided partition is not advanced');
+    const outcome = this.search.run(steps);
+    const common = { ...this.base, steps: this.search.steps };
+    if (outcome === 'paused') return;
+    if (outcome === 'linearizable') {
+      this.result = { ...common, verdict: outcome, linearization: this.search.stackIds() };
+    } else if (outcome === 'not-linearizable') {
+      this.result = { ...common, verdict: outcome, failure: this.search.explainFailure() };
+    } else {
+      this.result = { ...common, verdict: 'unknown', note: outcome.note };
+    }
+  }
+
+  /** The result of a partition left undecided because the check stopped for `note`. */
+  abandon(note: string): PartitionResult {
+    const verdict = note.includes('time budget') ? 'unknown' : 'skipped';
+    return { ...this.base, steps: this.search.steps, verdict, note };
+  }
+}
+
+class Search {
+  steps = 0;
+  private readonly head: Entry;
+  private readonly zobrist: Uint32Array;
+  private readonly bits: Uint32Array;
+  private readonly stack: { call: Entry; state: unknown }[] = [];
+  private readonly cache = new ConfigurationCache();
+  private bestPrefix: number[] = [];
+  private bestState: unknown;
+  /** Where the search stands between slices. */
+  private state: unknown;
+  private setHash = 0;
+  private entry: Entry | undefined;
+
+  constructor(
+    private readonly ops: readonly Operation[],
+    private readonly model: AnyModel,
+    private readonly budget: Budget,
+  ) {
+    this.head = buildList(ops);
+    const random = seededRandom(ops.length);
+    this.zobrist = Uint32Array.from(ops, () => random.u32());
+    this.bits = new Uint32Array(Math.ceil(ops.length / 32));
+    this.bestState = model.initial();
+    this.state = model.initial();
+    this.entry = this.head.next;
+  }
+
+  /** Runs at most `stepLimit` more steps; `paused` when the answer is not known yet. */
+  run(stepLimit: number): 'paused' | 'linearizable' | 'not-linearizable' | { note: string } {
+    const { model, head, bits, zobrist, stack, ops } = this;
+    let { state, setHash, entry } = this;
+    const stepEnd = this.steps + stepLimit;
+    while (entry !== undefined) {
+      if (this.steps >= stepEnd) {
+        Object.assign(this, { state, setHash, entry });
+        return 'paused';
+      }
+      if (++this.steps % clockCheckEverySteps === 0) {
+        const note = this.overBudget();
+        if (note !== undefined) return { note };
+      }
+      if (entry.call) {
+        const slot = entry.slot;
+        const next = model.step(state, ops[slot]!);
+        if (next !== undefined) {
+          bits[slot >>> 5]! |= 1 << (slot & 31);
+          const nextKey = model.stateKey(next);
+          const hash = (setHash ^ zobrist[slot]! ^ hashString(nextKey)) >>> 0;
+          if (this.cache.add(hash, bits, nextKey)) {
+            stack.push({ call: entry, state });
+            setHash = (setHash ^ zobrist[slot]!) >>> 0;
+            state = next;
+            lift(entry);
+            if (stack.length > this.bestPrefix.length) this.recordBest(state);
+            entry = head.next;
+            continue;
+          }
+          bits[slot >>> 5]! &= ~(1 << (slot & 31));
+        }
+        entry = entry.next;
+        continue;
+      }
+      // A return: its operation completed without being linearized. Undo the last choice.
+      const top = stack.pop();
+      if (top === undefined) return 'not-linearizable';
+      const slot = top.call.slot;
+      state = top.state;
+      bits[slot >>> 5]! &= ~(1 << (slot & 31));
+      setHash = (setHash ^ zobrist[slot]!) >>> 0;
+      unlift(top.call);
+      entry = top.call.next;
+    }
+    assert(stack.length === ops.length, 'an empty list means every operation is linearized');
+    return 'linearizable';
+  }
+
+  private overBudget(): string | undefined {
+    if (this.cache.size > searchCacheEntriesMax) {
+      return `the search memo reached ${searchCacheEntriesMax} configurations after ${this.steps} steps`;
+    }
+    if (this.budget.clock !== undefined && this.budget.clock() > this.budget.deadline) {
+      return `the time budget ran out after ${this.steps} search steps`;
+    }
+    return undefined;
+  }
+
+  private recordBest(state: unknown): void {
+    this.bestPrefix = this.stackIds();
+    this.bestState = state;
+  }
+
+  /** Operation ids of the current linearization, in order. */
+  stackIds(): number[] {
+    return this.stack.map((s) => this.ops[s.call.slot]!.id);
+  }
+
+  explainFailure(): Failure {
+    const { model, ops } = this;
+    const placed = new Set(this.bestPrefix);
+    const remaining = ops.filter((op) => !placed.has(op.id));
+    assert(remaining.length > 0, 'a failed search leaves operations unplaced');
+    const returns = (op: Operation): number => (op.status === 'ok' ? op.returnIndex! : Infinity);
+    const blocking = remaining.reduce((a, b) => (returns(b) < returns(a) ? b : a));
+    const candidates = remaining.filter((op) => op.callIndex < returns(blocking));
+    const unplaceable: Unplaceable[] = [];
+    const deadEnds: number[] = [];
+    for (const op of candidates) {
+      if (model.step(this.bestState, op) === undefined) {
+        unplaceable.push({ id: op.id, reason: model.explain(this.bestState, op) });
+      } else {
+        deadEnds.push(op.id);
+      }
+    }
+    return {
+      prefix: this.bestPrefix,
+      stateText: model.describeState(this.bestState),
+      blocking: blocking.id,
+      unplaceable,
+      deadEnds,
+    };
+  }
+}
