@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerStart } from './start.js';
 import { registerSim } from './sim.js';
+import { registerCheck } from './check.js';
 import type { CliContext } from './context.js';
 
 export async function main(
@@ -25,6 +26,7 @@ export async function main(
     });
   registerStart(program, ctx);
   registerSim(program, ctx);
+  registerCheck(program, ctx);
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (error) {
