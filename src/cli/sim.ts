@@ -11,12 +11,22 @@ import { seededRandom } from '../core/prng.js';
 import { drawPlan, faultKinds, parseFaultKinds, type FaultKind } from '../sim/nemesis.js';
 import { runSimulation, type RunResult, type SimWorkload } from '../sim/run.js';
 import { broadcastWorkload } from '../workload/broadcast.js';
+import { gossipBugs, type GossipBug } from '../gossip/gossip.js';
 import type { CliContext } from './context.js';
 
 /** Every workload by name; a fresh instance per run (workloads keep their history). */
-export const workloads: Record<string, () => SimWorkload<unknown>> = {
-  broadcast: () => broadcastWorkload(),
+export const workloads: Record<string, (bug?: string) => SimWorkload<unknown>> = {
+  broadcast: (bug) => broadcastWorkload(bug === undefined ? {} : { bug: parseBug(bug) }),
 };
+
+function parseBug(bug: string): GossipBug {
+  if (!(gossipBugs as readonly string[]).includes(bug)) {
+    throw new UsageError(
+      `unknown bug ${JSON.stringify(bug)}; broadcast has ${gossipBugs.join(', ')}`,
+    );
+  }
+  return bug as GossipBug;
+}
 export const defaultWorkload = 'broadcast';
 
 export class UsageError extends Error {
@@ -56,6 +66,7 @@ interface SimArgs {
   nemesis: string;
   duration: string;
   trace?: string;
+  plantBug?: string;
 }
 
 interface ParsedSim {
@@ -66,6 +77,7 @@ interface ParsedSim {
   durationMs: number;
   trace: string | undefined;
   campaign: boolean;
+  bug: string | undefined;
 }
 
 function parseArgs(args: SimArgs): ParsedSim {
@@ -88,7 +100,7 @@ function parseArgs(args: SimArgs): ParsedSim {
   const seeds = parseSeeds(args.seeds ?? args.seed ?? '');
   if (args.trace !== undefined && seeds.length > 1)
     throw new UsageError('--trace needs a single --seed');
-  return {
+  const parsed: ParsedSim = {
     workload: args.workload,
     seeds,
     nodes,
@@ -96,7 +108,10 @@ function parseArgs(args: SimArgs): ParsedSim {
     durationMs: parseDuration(args.duration),
     trace: args.trace,
     campaign: args.seeds !== undefined,
+    bug: args.plantBug,
   };
+  if (parsed.bug !== undefined) workloads[parsed.workload]!(parsed.bug); // validates the name
+  return parsed;
 }
 
 export function reproduceCommand(p: ParsedSim, seed: number): string {
@@ -106,11 +121,12 @@ export function reproduceCommand(p: ParsedSim, seed: number): string {
       : p.nemesis.length === 0
         ? 'none'
         : p.nemesis.join(',');
-  return `npx chorus sim --workload ${p.workload} --seed ${seed} --nodes ${p.nodes} --nemesis ${nemesis} --duration ${p.durationMs}ms`;
+  const bug = p.bug === undefined ? '' : ` --plant-bug ${p.bug}`;
+  return `npx chorus sim --workload ${p.workload} --seed ${seed} --nodes ${p.nodes} --nemesis ${nemesis} --duration ${p.durationMs}ms${bug}`;
 }
 
 function runOne(p: ParsedSim, seed: number, trace?: (line: string) => void): RunResult {
-  const workload = workloads[p.workload]!();
+  const workload = workloads[p.workload]!(p.bug);
   return runSimulation(workload, {
     seed,
     nodes: p.nodes,
@@ -240,6 +256,7 @@ export function registerSim(program: Command, ctx: CliContext): void {
     .option('--nemesis <kinds>', `all, none or a comma list of ${faultKinds.join(',')}`, 'all')
     .option('--duration <time>', 'length of the safety phase (faults on)', '60s')
     .option('--trace <file>', 'write every event as JSON lines')
+    .option('--plant-bug <name>', 'plant a deliberate bug, to watch the checker catch it')
     .action((args: SimArgs) => {
       let parsed: ParsedSim;
       try {

@@ -31,6 +31,20 @@ export type { GossipValue } from './store.js';
 
 type Message = { t: 'push'; items: Item[] } | { t: 'digest'; digest: Digest; reply: boolean };
 
+/**
+ * Deliberate bugs, for proving that the simulator and checker catch them. Never set in
+ * production: each one breaks the broadcast guarantee.
+ * - ack-before-fsync: acknowledge a broadcast before its record is durable;
+ * - share-before-fsync: expose an own item to peers before it is durable (the bug the first
+ *   campaign found: a crash then reuses its sequence number for another value).
+ */
+export const gossipBugs = ['ack-before-fsync', 'share-before-fsync'] as const;
+export type GossipBug = (typeof gossipBugs)[number];
+
+export interface GossipOptions {
+  bug?: GossipBug;
+}
+
 export type BroadcastDone = (error: ChorusError | undefined) => void;
 
 export interface GossipCounters {
@@ -59,7 +73,10 @@ export class GossipNode {
   private flushing = false;
   private stopped = false;
 
-  constructor(private readonly env: Env) {
+  constructor(
+    private readonly env: Env,
+    private readonly options: GossipOptions = {},
+  ) {
     env.net.onMessage((from, payload) => this.onMessage(from, payload));
     this.recover();
   }
@@ -103,6 +120,14 @@ export class GossipNode {
     // different value that peers would then wrongly believe they already hold.
     const item: Item = [this.env.net.self, this.nextSeq++, value];
     this.unwritten.push(encodeFrame(encode(item)));
+    if (this.options.bug === 'share-before-fsync') this.store.add(...item);
+    if (this.options.bug === 'ack-before-fsync') {
+      this.store.add(...item);
+      this.push([item], undefined);
+      done(undefined);
+      this.flush();
+      return;
+    }
     this.waiting.push((error) => {
       if (error === undefined) {
         this.store.add(...item);

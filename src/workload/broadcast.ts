@@ -4,7 +4,7 @@
  * acknowledged value. Judged by the set-full checker.
  */
 import { checkSetFull, type SetAdd, type SetRead } from '../check/setfull.js';
-import { GossipNode } from '../gossip/gossip.js';
+import { GossipNode, type GossipBug } from '../gossip/gossip.js';
 import type { FaultKind } from '../sim/nemesis.js';
 import type { RunContext, SimWorkload, Verdict } from '../sim/run.js';
 
@@ -16,11 +16,13 @@ export interface BroadcastOptions {
   /** A client gives up on a broadcast after this long; the outcome is then indeterminate. */
   clientTimeoutMs: number;
   livenessMsMax: number;
+  /** A deliberate bug to plant in every node (tests that prove the checker can fail). */
+  bug?: GossipBug;
 }
 
 export const broadcastDefaults: BroadcastOptions = {
   broadcastIntervalMsMean: 20,
-  readIntervalMsMean: 50,
+  readIntervalMsMean: 10,
   clientTimeoutMs: 1_000,
   livenessMsMax: 20_000,
 };
@@ -101,7 +103,7 @@ export function broadcastWorkload(
     name: 'broadcast',
     faults: survives,
     livenessMsMax: o.livenessMsMax,
-    create: (env) => new GossipNode(env),
+    create: (env) => new GossipNode(env, o.bug === undefined ? {} : { bug: o.bug }),
     start(ctx) {
       loop(ctx, o.broadcastIntervalMsMean, issueBroadcast);
       loop(ctx, o.readIntervalMsMean, issueRead);
