@@ -3,12 +3,14 @@
  * has one, a ratio to a baseline measured in the same run (this machine is shared and noisy).
  * `npm run bench -- sim` runs only the benchmarks whose name contains "sim".
  */
+import { transportBench } from './transport.js';
+
 export interface Benchmark {
   name: string;
   run(): Promise<void>;
 }
 
-const benchmarks: Benchmark[] = [];
+const benchmarks: Benchmark[] = [transportBench];
 
 const filter = process.argv.slice(2);
 for (const bench of benchmarks) {
