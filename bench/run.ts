@@ -4,13 +4,15 @@
  * `npm run bench -- sim` runs only the benchmarks whose name contains "sim".
  */
 import { transportBench } from './transport.js';
+import { simBench } from './sim.js';
+import { checkBench } from './check.js';
 
 export interface Benchmark {
   name: string;
   run(): Promise<void>;
 }
 
-const benchmarks: Benchmark[] = [transportBench];
+const benchmarks: Benchmark[] = [simBench, transportBench, checkBench];
 
 const filter = process.argv.slice(2);
 for (const bench of benchmarks) {
