@@ -230,11 +230,11 @@ export class GossipNode {
 
   // --- dissemination ----------------------------------------------------------------------
 
-  private push(items: Item[], except: NodeId | undefined): void {
+  private push(items: Item[], except: NodeId | undefined, encoded?: Uint8Array): void {
     const peers = this.env.net.peers().filter((p) => p !== except);
     const targets = this.env.random.shuffle(peers).slice(0, fanout);
     if (targets.length === 0) return;
-    const payload = encode({ t: 'push', items } satisfies Message);
+    const payload = encoded ?? encode({ t: 'push', items } satisfies Message);
     for (const peer of targets) {
       this.env.net.send(peer, payload);
       this.counters.pushesSent++;
@@ -276,7 +276,8 @@ export class GossipNode {
         const fresh = message.items.filter((item) => this.store.add(...item));
         if (fresh.length > 0) {
           this.persist(fresh);
-          this.push(fresh, from);
+          // When every item was new, forward the bytes as received instead of re-encoding.
+          this.push(fresh, from, fresh.length === message.items.length ? payload : undefined);
         }
         break;
       }

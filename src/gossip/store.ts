@@ -14,18 +14,24 @@ class OriginLog {
   readonly bySeq = new Map<number, GossipValue>();
   /** Every seq in 1..contiguous is held. */
   contiguous = 0;
+  /** The highest seq held; above `contiguous` only when some seq is missing. */
+  max = 0;
 
   add(seq: number, value: GossipValue): boolean {
     if (this.bySeq.has(seq)) return false;
     this.bySeq.set(seq, value);
+    if (seq > this.max) this.max = seq;
     while (this.bySeq.has(this.contiguous + 1)) this.contiguous++;
     return true;
   }
 
+  /** Held seqs above the contiguous prefix, lowest first, at most digestExtrasMax. */
   extras(): number[] {
     const result: number[] = [];
-    for (const seq of this.bySeq.keys()) if (seq > this.contiguous) result.push(seq);
-    return result.sort((a, b) => a - b).slice(0, digestExtrasMax);
+    for (let seq = this.contiguous + 2; seq <= this.max && result.length < digestExtrasMax; seq++) {
+      if (this.bySeq.has(seq)) result.push(seq);
+    }
+    return result;
   }
 }
 
@@ -57,14 +63,6 @@ export class ValueStore {
     return true;
   }
 
-  highestSeq(origin: string): number {
-    const log = this.origins.get(origin);
-    if (log === undefined) return 0;
-    let max = 0;
-    for (const seq of log.bySeq.keys()) max = Math.max(max, seq);
-    return max;
-  }
-
   digest(): Digest {
     const digest: Digest = {};
     for (const [origin, log] of this.origins) digest[origin] = [log.contiguous, log.extras()];
@@ -77,12 +75,14 @@ export class ValueStore {
     for (const [origin, log] of this.origins) {
       const theirs = digest[origin];
       const upTo = theirs?.[0] ?? 0;
+      if (upTo >= log.max) continue; // The common case once converged: nothing to send.
       const extras = new Set(theirs?.[1] ?? []);
-      for (const [seq, value] of log.bySeq) {
-        if (seq > upTo && !extras.has(seq)) {
-          items.push([origin, seq, value]);
-          if (items.length >= limit) return items;
-        }
+      // Walk seqs above their prefix; our seqs are dense, so this visits what they lack.
+      for (let seq = upTo + 1; seq <= log.max; seq++) {
+        const value = log.bySeq.get(seq);
+        if (value === undefined || extras.has(seq)) continue;
+        items.push([origin, seq, value]);
+        if (items.length >= limit) return items;
       }
     }
     return items;
