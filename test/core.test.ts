@@ -2,6 +2,7 @@
 // frame decoder survives any split of the stream and rejects bad frames, the PRNG is
 // reproducible and its forks are independent, the codec rejects garbage with a typed error.
 import { test } from 'node:test';
+import fc from 'fast-check';
 import assert from 'node:assert/strict';
 import { crc32c } from '../src/core/crc32c.js';
 import { encodeFrame, FrameDecoder } from '../src/core/frame.js';
@@ -95,4 +96,43 @@ test('errors chain cause and assertions throw', () => {
   const outer = new ChorusError('disk-io', 'write wal', { cause: inner });
   assert.equal(describeError(outer), 'ChorusError: write wal\n  caused by Error: EIO');
   assert.throws(() => check(false, 'broken'), AssertionError);
+});
+
+test('frame decoder: any split of a stream yields the same frames (property)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 20 }),
+      fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 50 }),
+      (payloads, cuts) => {
+        const stream = Buffer.concat(payloads.map(encodeFrame));
+        const decoder = new FrameDecoder();
+        const out: number[][] = [];
+        let offset = 0;
+        for (let i = 0; offset < stream.length; i++) {
+          const size = cuts[i % cuts.length]!;
+          for (const frame of decoder.push(stream.subarray(offset, offset + size)))
+            out.push([...frame]);
+          offset += size;
+        }
+        assert.deepEqual(
+          out,
+          payloads.map((p) => [...p]),
+        );
+        assert.equal(decoder.pendingBytes, 0);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test('frame decoder: a 1 MiB frame in 64 KiB pieces arrives whole', () => {
+  const payload = new Uint8Array(1 << 20).map((_, i) => i & 0xff);
+  const stream = encodeFrame(payload);
+  const decoder = new FrameDecoder();
+  const frames: Uint8Array[] = [];
+  for (let offset = 0; offset < stream.length; offset += 65_536) {
+    frames.push(...decoder.push(stream.subarray(offset, offset + 65_536)));
+  }
+  assert.equal(frames.length, 1);
+  assert.equal(crc32c(frames[0]!), crc32c(payload));
 });

@@ -30,15 +30,33 @@ export function writeFrameHeader(target: Uint8Array, offset: number, payload: Ui
       `frame of ${payload.length} bytes exceeds ${frameSizeBytesMax}`,
     );
   }
-  const view = new DataView(target.buffer, target.byteOffset + offset, frameHeaderBytes);
-  view.setUint32(0, payload.length, true);
-  view.setUint32(4, crc32c(payload), true);
+  writeU32(target, offset, payload.length);
+  writeU32(target, offset + 4, crc32c(payload));
+}
+
+function writeU32(target: Uint8Array, offset: number, value: number): void {
+  target[offset] = value & 0xff;
+  target[offset + 1] = (value >>> 8) & 0xff;
+  target[offset + 2] = (value >>> 16) & 0xff;
+  target[offset + 3] = value >>> 24;
+}
+
+function readU32(source: Uint8Array, offset: number): number {
+  return (
+    (source[offset]! |
+      (source[offset + 1]! << 8) |
+      (source[offset + 2]! << 16) |
+      (source[offset + 3]! << 24)) >>>
+    0
+  );
 }
 
 export type FrameError = ChorusError & { code: 'frame-too-large' | 'checksum-mismatch' };
 
 export class FrameDecoder {
-  private buffer: Uint8Array = new Uint8Array(0);
+  /** Bytes received and not yet consumed, as the chunks they came in (no copying until needed). */
+  private held: Uint8Array[] = [];
+  private heldBytes = 0;
   private failure: ChorusError | undefined;
 
   constructor(private readonly sizeBytesMax: number = frameSizeBytesMax) {}
@@ -50,50 +68,80 @@ export class FrameDecoder {
 
   /** Bytes held that do not yet make a whole frame (a truncated frame at close). */
   get pendingBytes(): number {
-    return this.buffer.length;
+    return this.heldBytes;
   }
 
-  /** Appends bytes and returns every complete payload. Stops at the first bad frame. */
+  /**
+   * Appends bytes and returns every complete payload. Stops at the first bad frame. Payloads
+   * may share memory with `chunk`; copy one before keeping it past the next push.
+   */
   push(chunk: Uint8Array): Uint8Array[] {
     if (this.failure) return [];
-    const data = this.buffer.length === 0 ? chunk : concat(this.buffer, chunk);
+    if (chunk.length === 0) return [];
+    this.held.push(chunk);
+    this.heldBytes += chunk.length;
     const frames: Uint8Array[] = [];
-    let offset = 0;
-    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    while (data.length - offset >= frameHeaderBytes) {
-      const length = view.getUint32(offset, true);
+    while (this.heldBytes >= frameHeaderBytes) {
+      const head = this.contiguous(frameHeaderBytes);
+      const length = readU32(head, 0);
       if (length > this.sizeBytesMax) {
-        this.failure = new ChorusError(
-          'frame-too-large',
-          `frame length ${length} exceeds ${this.sizeBytesMax}`,
+        return this.fail(
+          frames,
+          new ChorusError('frame-too-large', `frame length ${length} exceeds ${this.sizeBytesMax}`),
         );
-        this.buffer = new Uint8Array(0);
-        return frames;
       }
-      if (data.length - offset - frameHeaderBytes < length) break;
-      const expected = view.getUint32(offset + 4, true);
-      const start = offset + frameHeaderBytes;
-      const actual = crc32c(data, start, start + length);
+      // A frame still arriving: wait, and copy nothing until it is whole.
+      if (this.heldBytes < frameHeaderBytes + length) break;
+      const data = this.contiguous(frameHeaderBytes + length);
+      const expected = readU32(data, 4);
+      const actual = crc32c(data, frameHeaderBytes, frameHeaderBytes + length);
       if (actual !== expected) {
-        this.failure = new ChorusError(
-          'checksum-mismatch',
-          `frame checksum 0x${actual.toString(16)} != header 0x${expected.toString(16)}`,
+        return this.fail(
+          frames,
+          new ChorusError(
+            'checksum-mismatch',
+            `frame checksum 0x${actual.toString(16)} != header 0x${expected.toString(16)}`,
+          ),
         );
-        this.buffer = new Uint8Array(0);
-        return frames;
       }
-      frames.push(data.subarray(start, start + length));
-      offset = start + length;
+      frames.push(data.subarray(frameHeaderBytes, frameHeaderBytes + length));
+      this.consume(frameHeaderBytes + length);
     }
-    // Keep the tail; copy it so the caller's chunk can be reused.
-    this.buffer = offset === data.length ? new Uint8Array(0) : data.slice(offset);
     return frames;
   }
-}
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const result = new Uint8Array(a.length + b.length);
-  result.set(a, 0);
-  result.set(b, a.length);
-  return result;
+  private fail(frames: Uint8Array[], error: ChorusError): Uint8Array[] {
+    this.failure = error;
+    this.held = [];
+    this.heldBytes = 0;
+    return frames;
+  }
+
+  /** The first `n` held bytes as one array (merging the first chunks only when they must be). */
+  private contiguous(n: number): Uint8Array {
+    const first = this.held[0]!;
+    if (first.length >= n) return first;
+    const merged = new Uint8Array(this.heldBytes);
+    let offset = 0;
+    for (const part of this.held) {
+      merged.set(part, offset);
+      offset += part.length;
+    }
+    this.held = [merged];
+    return merged;
+  }
+
+  private consume(n: number): void {
+    this.heldBytes -= n;
+    while (n > 0) {
+      const first = this.held[0]!;
+      if (first.length <= n) {
+        this.held.shift();
+        n -= first.length;
+      } else {
+        this.held[0] = first.subarray(n);
+        n = 0;
+      }
+    }
+  }
 }
