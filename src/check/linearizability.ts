@@ -109,7 +109,7 @@ export function checkOperations(
   while (active.length > 0 && stop === undefined) {
     for (const run of active) {
       run.advance(searchSliceSteps);
-      if (run.result?.verdict === 'unknown') stop = 'not checked: the time budget was spent';
+      if (run.result?.verdict === 'unknown') stop = 'not checked: the search budget was spent';
       if (run.result?.verdict === 'not-linearizable' && stopAtFirstViolation) {
         stop = 'not checked: another partition is already not linearizable';
       }
@@ -257,7 +257,7 @@ class PartitionRun {
 
   /** The result of a partition left undecided because the check stopped for `note`. */
   abandon(note: string): PartitionResult {
-    const verdict = note.includes('time budget') ? 'unknown' : 'skipped';
+    const verdict = note.includes('budget') ? 'unknown' : 'skipped';
     return { ...this.base, steps: this.search.steps, verdict, note };
   }
 }
