@@ -29,7 +29,15 @@ module.exports = {
     layer('transport', ['core', 'env']),
     layer('gossip', ['core', 'env', 'transport']),
     layer('check', ['core']),
-    layer('workload', ['core', 'check', 'env', 'sim', 'gossip']),
+    layer('raft', ['core', 'env', 'transport']),
+    {
+      name: 'layer-storage',
+      comment: 'storage/ may import core, env and the shared Raft data types only',
+      severity: 'error',
+      from: { path: '^src/storage/' },
+      to: { path: '^src/', pathNot: ['^src/storage/', '^src/core/', '^src/env/', '^src/raft/types\\.ts$'] },
+    },
+    layer('workload', ['core', 'check', 'env', 'sim', 'gossip', 'raft', 'storage', 'transport']),
     {
       name: 'protocols-not-node-env',
       comment: 'protocol code sees only the Env interface, never its Node.js implementation',

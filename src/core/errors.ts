@@ -15,7 +15,11 @@ export type ErrorCode =
   | 'disk-io'
   | 'disk-full'
   | 'not-found'
-  | 'fatal';
+  | 'fatal'
+  | 'proposal-dropped'
+  | 'not-leader'
+  | 'no-leader'
+  | 'storage-corrupt';
 
 export class ChorusError extends Error {
   override name = 'ChorusError';

@@ -1,0 +1,21 @@
+/** Limits and defaults of the Raft core, named with units last. */
+
+/** Ticks without hearing from a leader before a follower campaigns (randomized up to 2x). */
+export const electionTicksDefault = 10;
+/** Ticks between a leader's heartbeats. */
+export const heartbeatTicksDefault = 1;
+/** Bytes of entries in one append message (always at least one entry). */
+export const appendBytesMax = 1024 * 1024;
+/** Appends in flight to one follower in replicate state, by count and by bytes. */
+export const inflightMessagesMax = 256;
+export const inflightBytesMax = 16 * 1024 * 1024;
+/** Bytes of proposed but uncommitted entries; beyond it a proposal is refused. */
+export const uncommittedBytesMax = 64 * 1024 * 1024;
+/** Committed entry bytes handed to the state machine per Ready. */
+export const applyBytesMax = 16 * 1024 * 1024;
+/** Snapshot bytes per InstallSnapshot chunk. */
+export const snapshotChunkBytes = 256 * 1024;
+/** Read-index requests pending on the leader; beyond it one is refused. */
+export const pendingReadsMax = 4096;
+/** Largest entry payload accepted by propose. */
+export const entryBytesMax = 1536 * 1024;
