@@ -1,0 +1,264 @@
+/**
+ * The record format of the WAL and of the two atomically replaced files:
+ *
+ *   [payload length u32 LE][CRC32C of type byte + payload, u32 LE][type u8][payload]
+ *
+ * The payload is a msgpack array whose shape depends on the type. Readers validate the
+ * length, the checksum and then the shape; a record whose checksum matches but whose shape
+ * does not was written that way (a bug or a newer format), so it is corruption, not a tear.
+ */
+import { crc32c } from '../core/crc32c.js';
+import { decode, encode } from '../core/codec.js';
+import { BadInputError } from '../core/errors.js';
+import { isNodeId } from '../core/ids.js';
+import type { ConfState, Entry, HardState, Snapshot } from '../raft/types.js';
+import { formatVersion, recordHeaderBytes, recordPayloadBytesMax } from './constants.js';
+
+export const RecordType = {
+  /** First record of every segment: [version, seq, firstIndex]. */
+  segment: 1,
+  /** One log entry: [term, index, kind (0 normal, 1 conf-change), data]. */
+  entry: 2,
+  /** The commit index known when a batch was written: [commit]. */
+  commit: 3,
+  /** A snapshot was saved: [index, term]; replay applies the Raft snapshot rule here. */
+  snapshotMarker: 4,
+  /** The whole hard state file: [version, term, vote, commit]. */
+  hardState: 5,
+  /** The whole snapshot file: [version, index, term, confState, data]. */
+  snapshot: 6,
+} as const;
+export type RecordType = (typeof RecordType)[keyof typeof RecordType];
+
+const knownTypes = new Set<number>(Object.values(RecordType));
+
+export type WalRecord =
+  | { type: 'segment'; version: number; seq: number; firstIndex: number }
+  | { type: 'entry'; entry: Entry }
+  | { type: 'commit'; commit: number }
+  | { type: 'snapshot-marker'; index: number; term: number };
+
+export function encodeRecord(
+  type: RecordType,
+  value: unknown,
+  payloadBytesMax = recordPayloadBytesMax,
+): Uint8Array {
+  const payload = encode(value);
+  if (payload.length > payloadBytesMax) {
+    throw new BadInputError(`record of ${payload.length} bytes exceeds ${payloadBytesMax}`);
+  }
+  const record = new Uint8Array(recordHeaderBytes + payload.length);
+  writeU32(record, 0, payload.length);
+  record[8] = type;
+  record.set(payload, recordHeaderBytes);
+  writeU32(record, 4, crc32c(record, 8, record.length));
+  return record;
+}
+
+export const encodeSegmentHeader = (seq: number, firstIndex: number): Uint8Array =>
+  encodeRecord(RecordType.segment, [formatVersion, seq, firstIndex]);
+
+export const encodeEntry = (entry: Entry): Uint8Array =>
+  encodeRecord(RecordType.entry, [
+    entry.term,
+    entry.index,
+    entry.type === 'conf-change' ? 1 : 0,
+    entry.data,
+  ]);
+
+export const encodeCommit = (commit: number): Uint8Array =>
+  encodeRecord(RecordType.commit, [commit]);
+
+export const encodeSnapshotMarker = (index: number, term: number): Uint8Array =>
+  encodeRecord(RecordType.snapshotMarker, [index, term]);
+
+export const encodeHardStateFile = (hardState: HardState): Uint8Array =>
+  encodeRecord(RecordType.hardState, [
+    formatVersion,
+    hardState.term,
+    hardState.vote,
+    hardState.commit,
+  ]);
+
+export const encodeSnapshotFile = (snapshot: Snapshot, sizeBytesMax: number): Uint8Array =>
+  encodeRecord(
+    RecordType.snapshot,
+    [
+      formatVersion,
+      snapshot.metadata.index,
+      snapshot.metadata.term,
+      snapshot.metadata.confState,
+      snapshot.data,
+    ],
+    sizeBytesMax,
+  );
+
+/** A record framed correctly at an offset, its shape not yet checked. */
+export type Frame =
+  { ok: true; type: RecordType; payload: Uint8Array; end: number } | { ok: false; reason: string };
+
+/** Reads the frame at `offset`: enough bytes, a sane length, a known type, a matching CRC. */
+export function readFrame(
+  bytes: Uint8Array,
+  offset: number,
+  payloadBytesMax = recordPayloadBytesMax,
+): Frame {
+  const remaining = bytes.length - offset;
+  if (remaining < recordHeaderBytes) return { ok: false, reason: `${remaining} bytes of header` };
+  const length = readU32(bytes, offset);
+  if (length > payloadBytesMax) return { ok: false, reason: `length ${length} exceeds limit` };
+  const end = offset + recordHeaderBytes + length;
+  if (end > bytes.length) return { ok: false, reason: `length ${length} runs past end` };
+  const type = bytes[offset + 8]!;
+  const expected = readU32(bytes, offset + 4);
+  const actual = crc32c(bytes, offset + 8, end);
+  if (actual !== expected) {
+    return {
+      ok: false,
+      reason: `checksum 0x${actual.toString(16)} != 0x${expected.toString(16)}`,
+    };
+  }
+  if (!knownTypes.has(type)) return { ok: false, reason: `unknown record type ${type}` };
+  return {
+    ok: true,
+    type: type as RecordType,
+    payload: bytes.subarray(offset + recordHeaderBytes, end),
+    end,
+  };
+}
+
+/** Decodes a WAL record's payload; throws with the reason when its shape is wrong. */
+export function decodeWalRecord(type: RecordType, payload: Uint8Array): WalRecord {
+  const fields = decodeArray(payload);
+  switch (type) {
+    case RecordType.segment: {
+      const [version, seq, firstIndex] = fields;
+      return {
+        type: 'segment',
+        version: count(version, 'version'),
+        seq: count(seq, 'seq'),
+        firstIndex: count(firstIndex, 'firstIndex'),
+      };
+    }
+    case RecordType.entry: {
+      const [term, index, kind, data] = fields;
+      if (kind !== 0 && kind !== 1) throw new Error(`entry kind ${String(kind)}`);
+      return {
+        type: 'entry',
+        entry: {
+          term: count(term, 'term'),
+          index: positive(index, 'index'),
+          type: kind === 1 ? 'conf-change' : 'normal',
+          data: bytesOf(data, 'data'),
+        },
+      };
+    }
+    case RecordType.commit:
+      return { type: 'commit', commit: count(fields[0], 'commit') };
+    case RecordType.snapshotMarker:
+      return {
+        type: 'snapshot-marker',
+        index: count(fields[0], 'index'),
+        term: count(fields[1], 'term'),
+      };
+    case RecordType.hardState:
+    case RecordType.snapshot:
+      throw new Error(`record type ${type} does not belong in a segment`);
+  }
+}
+
+export function decodeHardState(payload: Uint8Array): HardState {
+  const [version, term, vote, commit] = decodeArray(payload);
+  checkVersion(version);
+  if (vote !== '' && !isNodeId(vote)) throw new Error(`vote ${JSON.stringify(vote)}`);
+  return { term: count(term, 'term'), vote, commit: count(commit, 'commit') };
+}
+
+export function decodeSnapshot(payload: Uint8Array): Snapshot {
+  const [version, index, term, confState, data] = decodeArray(payload);
+  checkVersion(version);
+  return {
+    metadata: {
+      index: count(index, 'index'),
+      term: count(term, 'term'),
+      confState: confStateOf(confState),
+    },
+    data: bytesOf(data, 'data'),
+  };
+}
+
+function decodeArray(payload: Uint8Array): unknown[] {
+  const value = decode(payload);
+  if (!Array.isArray(value)) throw new Error('payload is not an array');
+  return value;
+}
+
+function checkVersion(version: unknown): void {
+  if (version !== formatVersion) throw new Error(`format version ${String(version)}`);
+}
+
+function count(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    throw new Error(`${what} ${String(value)}`);
+  return value;
+}
+
+function positive(value: unknown, what: string): number {
+  const n = count(value, what);
+  if (n === 0) throw new Error(`${what} 0`);
+  return n;
+}
+
+/** msgpackr yields a Buffer that may share a large read buffer: copy into a plain array. */
+function bytesOf(value: unknown, what: string): Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new Error(`${what} is not bytes`);
+  return new Uint8Array(value);
+}
+
+function nodeIds(value: unknown, what: string): ConfState['voters'] {
+  if (!Array.isArray(value) || !value.every(isNodeId)) throw new Error(`${what} not node ids`);
+  return value;
+}
+
+function confStateOf(value: unknown): ConfState {
+  if (typeof value !== 'object' || value === null) throw new Error('confState');
+  const c = value as Record<string, unknown>;
+  if (typeof c['autoLeave'] !== 'boolean') throw new Error('confState.autoLeave');
+  return {
+    voters: nodeIds(c['voters'], 'voters'),
+    learners: nodeIds(c['learners'], 'learners'),
+    votersOutgoing: nodeIds(c['votersOutgoing'], 'votersOutgoing'),
+    learnersNext: nodeIds(c['learnersNext'], 'learnersNext'),
+    autoLeave: c['autoLeave'],
+  };
+}
+
+function writeU32(target: Uint8Array, offset: number, value: number): void {
+  target[offset] = value & 0xff;
+  target[offset + 1] = (value >>> 8) & 0xff;
+  target[offset + 2] = (value >>> 16) & 0xff;
+  target[offset + 3] = value >>> 24;
+}
+
+function readU32(source: Uint8Array, offset: number): number {
+  return (
+    (source[offset]! |
+      (source[offset + 1]! << 8) |
+      (source[offset + 2]! << 16) |
+      (source[offset + 3]! << 24)) >>>
+    0
+  );
+}
+
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const result = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    result.set(part, offset);
+    offset += part.length;
+  }
+  return result;
+}

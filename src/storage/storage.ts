@@ -1,0 +1,600 @@
+/**
+ * RaftStorage: the durable state of one Raft node — a write-ahead log of entries in segment
+ * files, the hard state (term, vote) and the latest snapshot — over the callback-based Env
+ * disk, so the simulator can crash it between any two completions.
+ *
+ * Every call joins one queue and completes in call order. Consecutive saves are group
+ * committed: the saves that arrive while one batch is being written go together into the
+ * next batch, one append and one fsync for all of them. A save's `done` runs only once
+ * everything it asked for is durable.
+ *
+ * Where the bytes live (relative to `dir`):
+ * - `wal/<seq>-<firstIndex>.wal`: segments of records (see record.ts). Entries are never
+ *   rewritten in place: an entry at or below the last index is appended, and replay lets it
+ *   replace the suffix from its index, so a conflict truncation is one append and survives a
+ *   crash like any other record. Commit indexes ride in the WAL too (see below).
+ * - `hardstate`: term and vote, replaced atomically (tmp, fsync, rename, fsync directory)
+ *   whenever either changes, before the WAL part of the same batch is written.
+ * - `snapshot`: the latest snapshot, replaced atomically the same way; a marker record in
+ *   the WAL then records where it fell in the log.
+ *
+ * After a disk error the page cache can no longer be trusted: the storage fails every call
+ * from then on with that error, and the driver is expected to stop the node (FatalError).
+ */
+import { assert, assertInteger } from '../core/assert.js';
+import { BadInputError, ChorusError } from '../core/errors.js';
+import type { DiskError } from '../core/errors.js';
+import type { DiskFile, Done, Env } from '../env/env.js';
+import type { Entry, HardState, Snapshot } from '../raft/types.js';
+import {
+  batchBytesMax,
+  entryDataBytesMax,
+  hardStateFileName,
+  pendingOpsMax,
+  segmentSizeBytesMax,
+  snapshotFileName,
+  snapshotSizeBytesMax,
+  tmpSuffix,
+  walDirName,
+} from './constants.js';
+import {
+  concatBytes,
+  encodeCommit,
+  encodeEntry,
+  encodeHardStateFile,
+  encodeSegmentHeader,
+  encodeSnapshotFile,
+  encodeSnapshotMarker,
+} from './record.js';
+import { recover, type RecoveredState, type SegmentInfo } from './recovery.js';
+import { segmentName } from './wal.js';
+
+/** Storage needs only the disk and the logger of an Env. */
+export type StorageEnv = Pick<Env, 'disk' | 'log'>;
+
+export type StorageDone = (error: ChorusError | undefined) => void;
+
+/** What a node had durably when it stopped. */
+export interface Recovered {
+  /** Term, vote and the highest commit index that reached the disk (at least snapshot index). */
+  hardState: HardState;
+  snapshot: Snapshot | undefined;
+  /** The log after the snapshot (or from index 1), contiguous. */
+  entries: Entry[];
+}
+
+export type OpenDone = (
+  error: ChorusError | undefined,
+  storage: RaftStorage | undefined,
+  recovered: Recovered | undefined,
+) => void;
+
+/** One Ready's worth of durable state. */
+export interface SaveUpdate {
+  /** Term and vote are durable before done; commit is written to the WAL in the same batch. */
+  hardState?: HardState;
+  /** Contiguous entries; the first may be at or below the last index (a conflict). */
+  entries?: readonly Entry[];
+}
+
+/** Limits a test may shrink; production uses the defaults of constants.ts. */
+export interface StorageOptions {
+  segmentSizeBytesMax?: number;
+  batchBytesMax?: number;
+  pendingOpsMax?: number;
+}
+
+export interface StorageCounters {
+  /** fsyncs of files (segments, hard state, snapshot). */
+  fsyncs: number;
+  /** fsyncs of directories (new segment, rename, removal). */
+  dirSyncs: number;
+  bytesWritten: number;
+  records: number;
+  /** Saves and group commits: saves / batches is the batching factor. */
+  saves: number;
+  batches: number;
+  /** Segments on disk now, created since open, and removed by compaction since open. */
+  segments: number;
+  segmentsCreated: number;
+  segmentsRemoved: number;
+  /** Bytes of a torn tail cut away at open. */
+  truncatedTailBytes: number;
+}
+
+type SaveOp = {
+  kind: 'save';
+  records: Uint8Array[];
+  bytes: number;
+  /** The accepted hard state after this save (term, vote, commit). */
+  hardState: HardState;
+  /** Lowest and highest entry index this save writes (0 when none). */
+  minIndex: number;
+  maxIndex: number;
+  done: StorageDone;
+};
+type Op =
+  | SaveOp
+  | { kind: 'snapshot'; file: Uint8Array; marker: Uint8Array; index: number; done: StorageDone }
+  | { kind: 'compact'; index: number; done: StorageDone }
+  | { kind: 'close'; done: StorageDone };
+
+type Step = (next: Done) => void;
+
+/** Runs steps one after another; the first error ends the chain. */
+function series(steps: readonly (Step | undefined)[], done: Done): void {
+  const run = (i: number): void => {
+    if (i === steps.length) return done(undefined);
+    const step = steps[i];
+    if (step === undefined) return run(i + 1);
+    step((error) => (error === undefined ? run(i + 1) : done(error)));
+  };
+  run(0);
+}
+
+export class RaftStorage {
+  readonly counters: StorageCounters;
+  private readonly walDir: string;
+  private readonly segmentSizeBytesMax: number;
+  private readonly batchBytesMax: number;
+  private readonly pendingOpsMax: number;
+
+  // Accepted state: what the queued and finished calls add up to. Calls are validated
+  // against it, so a save may follow another save whose fsync has not finished.
+  private hard: HardState;
+  /** Index and term of the latest accepted snapshot (0, 0 when none). */
+  private snapshotIndex: number;
+  private snapshotTerm: number;
+  /** Terms of entries snapshotIndex+1 .. lastIndex: enough to check every call. */
+  private terms: number[];
+
+  // Durable state: what has reached the disk.
+  private durableHard: HardState;
+  /** The segments in order; the last one is where appends go (through `file`). */
+  private readonly segments: SegmentInfo[];
+  private file: DiskFile | undefined;
+
+  private readonly queue: Op[] = [];
+  private busy = false;
+  private closed = false;
+  private failure: ChorusError | undefined;
+
+  /**
+   * Opens (creating if needed) the storage under `dir` and recovers it. Corruption that could
+   * hide committed data fails with StorageCorruptError; a torn tail is cut with a warning.
+   */
+  static open(env: StorageEnv, dir: string, done: OpenDone, options: StorageOptions = {}): void {
+    recover(env, dir, (error, state) => {
+      if (error !== undefined || state === undefined) return done(error, undefined, undefined);
+      const storage = new RaftStorage(env, dir, state, options);
+      done(undefined, storage, {
+        hardState: { ...state.hardState },
+        snapshot: state.snapshot,
+        entries: state.entries,
+      });
+    });
+  }
+
+  private constructor(
+    private readonly env: StorageEnv,
+    private readonly dir: string,
+    state: RecoveredState,
+    options: StorageOptions,
+  ) {
+    this.walDir = `${dir}/${walDirName}`;
+    this.segmentSizeBytesMax = options.segmentSizeBytesMax ?? segmentSizeBytesMax;
+    this.batchBytesMax = options.batchBytesMax ?? batchBytesMax;
+    this.pendingOpsMax = options.pendingOpsMax ?? pendingOpsMax;
+    this.hard = { ...state.hardState };
+    this.durableHard = { ...state.fileHardState, commit: state.hardState.commit };
+    this.snapshotIndex = state.snapshot?.metadata.index ?? 0;
+    this.snapshotTerm = state.snapshot?.metadata.term ?? 0;
+    this.terms = state.entries.map((e) => e.term);
+    this.segments = state.segments;
+    this.file = state.file;
+    this.counters = {
+      fsyncs: 0,
+      dirSyncs: 0,
+      bytesWritten: 0,
+      records: 0,
+      saves: 0,
+      batches: 0,
+      segments: state.segments.length,
+      segmentsCreated: 0,
+      segmentsRemoved: 0,
+      truncatedTailBytes: state.truncatedTailBytes,
+    };
+  }
+
+  /** Index of the last entry accepted (or of the snapshot when the log after it is empty). */
+  lastIndex(): number {
+    return this.snapshotIndex + this.terms.length;
+  }
+
+  /** Term of the entry at `index`, or of the snapshot at its index; undefined outside. */
+  term(index: number): number | undefined {
+    if (index === this.snapshotIndex) return this.snapshotTerm;
+    if (index < this.snapshotIndex) return undefined;
+    return this.terms[index - this.snapshotIndex - 1];
+  }
+
+  /** Index of the latest accepted snapshot (0 when none). */
+  snapshotIndexNow(): number {
+    return this.snapshotIndex;
+  }
+
+  /**
+   * Makes `update` durable, then calls `done`. Saves issued while a batch is being written
+   * are group committed into the next one and complete in call order. Errors found at call
+   * time (closed, failed, queue-full, bad-input) are reported synchronously.
+   */
+  save(update: SaveUpdate, done: StorageDone): void {
+    if (!this.admit(done)) return;
+    const entries = update.entries ?? [];
+    const records: Uint8Array[] = [];
+    try {
+      for (const entry of entries) {
+        if (entry.data.length > entryDataBytesMax) {
+          throw new BadInputError(
+            `entry ${entry.index} has ${entry.data.length} bytes, more than ${entryDataBytesMax}`,
+          );
+        }
+        records.push(encodeEntry(entry));
+      }
+    } catch (error) {
+      return done(asChorusError(error));
+    }
+    this.acceptEntries(entries);
+    if (update.hardState !== undefined) this.acceptHardState(update.hardState);
+    let bytes = 0;
+    for (const record of records) bytes += record.length;
+    const minIndex = entries[0]?.index ?? 0;
+    const maxIndex = entries[entries.length - 1]?.index ?? 0;
+    this.counters.saves++;
+    this.enqueue({
+      kind: 'save',
+      records,
+      bytes,
+      hardState: { ...this.hard },
+      minIndex,
+      maxIndex,
+      done,
+    });
+  }
+
+  /**
+   * Replaces the snapshot atomically, then marks it in the WAL. If the log holds the
+   * snapshot's index with its term, the entries after it are kept; otherwise the log after
+   * the snapshot is empty (Raft §7) and the next entries must start at index + 1.
+   */
+  saveSnapshot(snapshot: Snapshot, done: StorageDone): void {
+    if (!this.admit(done)) return;
+    const { index, term } = snapshot.metadata;
+    assertInteger(index, 'snapshot index');
+    if (index <= this.snapshotIndex) {
+      return done(
+        new BadInputError(
+          `snapshot at ${index} is not after the current one at ${this.snapshotIndex}`,
+        ),
+      );
+    }
+    let file: Uint8Array;
+    try {
+      file = encodeSnapshotFile(snapshot, snapshotSizeBytesMax);
+    } catch (error) {
+      return done(asChorusError(error));
+    }
+    const local = this.term(index);
+    assert(
+      index > this.hard.commit || local === undefined || local === term,
+      () => `snapshot ${index}/${term} contradicts committed entry of term ${local}`,
+    );
+    this.terms = local === term ? this.terms.slice(index - this.snapshotIndex) : [];
+    this.snapshotIndex = index;
+    this.snapshotTerm = term;
+    const marker = encodeSnapshotMarker(index, term);
+    this.enqueue({ kind: 'snapshot', file, marker, index, done });
+  }
+
+  /**
+   * Removes the oldest segments whose every record is at or below `index`, which must not
+   * exceed the snapshot index. The segment being appended to is always kept.
+   */
+  compact(index: number, done: StorageDone): void {
+    if (!this.admit(done)) return;
+    if (index > this.snapshotIndex) {
+      return done(
+        new BadInputError(`compact to ${index} is past the snapshot at ${this.snapshotIndex}`),
+      );
+    }
+    this.enqueue({ kind: 'compact', index, done });
+  }
+
+  /** Completes every queued call, then closes the open segment. */
+  close(done: StorageDone): void {
+    if (!this.admit(done)) return;
+    this.closed = true;
+    this.enqueue({ kind: 'close', done });
+  }
+
+  // ---- validation ---------------------------------------------------------------------
+
+  private admit(done: StorageDone): boolean {
+    if (this.failure !== undefined) {
+      done(
+        new ChorusError(this.failure.code, `storage failed: ${this.failure.message}`, {
+          cause: this.failure,
+        }),
+      );
+      return false;
+    }
+    if (this.closed) {
+      done(new ChorusError('closed', 'storage is closed'));
+      return false;
+    }
+    if (this.queue.length >= this.pendingOpsMax) {
+      done(new ChorusError('queue-full', `${this.pendingOpsMax} storage calls are waiting`));
+      return false;
+    }
+    return true;
+  }
+
+  /** Raft never hands storage a gap, a rewrite of a committed entry or a term going back. */
+  private acceptEntries(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    const first = entries[0]!;
+    assertInteger(first.index, 'entry index');
+    assert(
+      first.index > this.snapshotIndex && first.index <= this.lastIndex() + 1,
+      () => `entries start at ${first.index}; log is ${this.snapshotIndex}..${this.lastIndex()}`,
+    );
+    let previousTerm = this.term(first.index - 1) ?? 0;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      assert(entry.index === first.index + i, () => `entry ${entry.index} is not contiguous`);
+      assert(entry.term >= previousTerm, () => `entry ${entry.index} term goes back`);
+      assert(
+        entry.index > this.hard.commit || this.term(entry.index) === entry.term,
+        () => `entry ${entry.index} would overwrite a committed entry`,
+      );
+      previousTerm = entry.term;
+    }
+    this.terms.length = first.index - this.snapshotIndex - 1;
+    for (const entry of entries) this.terms.push(entry.term);
+  }
+
+  private acceptHardState(next: HardState): void {
+    const current = this.hard;
+    assert(next.term >= current.term, () => `term goes back ${current.term} -> ${next.term}`);
+    assert(
+      next.term > current.term || current.vote === '' || next.vote === current.vote,
+      () => `vote changes within term ${next.term}`,
+    );
+    assert(
+      next.commit >= current.commit,
+      () => `commit goes back ${current.commit} -> ${next.commit}`,
+    );
+    assert(
+      next.commit <= this.lastIndex(),
+      () => `commit ${next.commit} past last index ${this.lastIndex()}`,
+    );
+    this.hard = { ...next };
+  }
+
+  // ---- the queue ------------------------------------------------------------------------
+
+  private enqueue(op: Op): void {
+    this.queue.push(op);
+    this.pump();
+  }
+
+  private pump(): void {
+    if (this.busy || this.failure !== undefined) return;
+    const op = this.queue[0];
+    if (op === undefined) return;
+    this.busy = true;
+    switch (op.kind) {
+      case 'save':
+        return this.runSaves();
+      case 'snapshot':
+        this.queue.shift();
+        return this.finish([op], (next) =>
+          series(
+            [
+              (step) => this.writeAtomic(snapshotFileName, op.file, step),
+              (step) => this.appendWal([op.marker], op.index + 1, op.index, step),
+            ],
+            next,
+          ),
+        );
+      case 'compact':
+        this.queue.shift();
+        return this.finish([op], (next) => this.removeSegments(op.index, next));
+      case 'close':
+        this.queue.shift();
+        return this.finish([op], (next) => this.closeFile(next));
+    }
+  }
+
+  /** Runs `work`, then completes `ops` in order (or fails the storage) and pumps again. */
+  private finish(ops: readonly Op[], work: Step): void {
+    work((error) => {
+      if (error !== undefined) return this.fail(error, ops);
+      // Still busy while the callbacks run: saves they issue queue up for the next batch.
+      for (const op of ops) op.done(undefined);
+      this.busy = false;
+      this.pump();
+    });
+  }
+
+  /** Group commit: every save at the head of the queue, up to the batch byte limit. */
+  private runSaves(): void {
+    const batch: SaveOp[] = [];
+    let bytes = 0;
+    for (;;) {
+      const op = this.queue[0];
+      if (op?.kind !== 'save') break;
+      if (batch.length > 0 && bytes + op.bytes > this.batchBytesMax) break;
+      this.queue.shift();
+      batch.push(op);
+      bytes += op.bytes;
+    }
+    const last = batch[batch.length - 1]!.hardState;
+    const records = batch.flatMap((op) => op.records);
+    const maxIndex = Math.max(...batch.map((op) => op.maxIndex));
+    const written = batch.filter((op) => op.minIndex > 0);
+    const firstIndex = written.length > 0 ? Math.min(...written.map((op) => op.minIndex)) : 0;
+    // The commit index need not be durable for safety (Raft recomputes it), but writing it
+    // costs nothing here and lets a restarted node apply what it had applied at once.
+    if (last.commit > this.durableHard.commit) records.push(encodeCommit(last.commit));
+    const voteChanged = last.term !== this.durableHard.term || last.vote !== this.durableHard.vote;
+    this.counters.batches++;
+    this.finish(batch, (next) =>
+      series(
+        [
+          // Term and vote first: entries of a term must never be durable before the term is.
+          voteChanged
+            ? (step) =>
+                this.writeAtomic(
+                  hardStateFileName,
+                  // The file carries only a commit already durable in the WAL, so it never
+                  // points past entries that this very batch might still lose.
+                  encodeHardStateFile({ ...last, commit: this.durableHard.commit }),
+                  step,
+                )
+            : undefined,
+          records.length > 0
+            ? (step) => this.appendWal(records, firstIndex, maxIndex, step)
+            : undefined,
+          (step) => {
+            this.durableHard = { ...last };
+            step(undefined);
+          },
+        ],
+        next,
+      ),
+    );
+  }
+
+  private fail(error: DiskError, ops: readonly Op[]): void {
+    this.failure = error;
+    this.env.log.error('storage failed; the node must stop', { error: error.message });
+    const waiting = [...ops, ...this.queue.splice(0)];
+    for (const op of waiting) op.done(error);
+  }
+
+  // ---- disk steps -------------------------------------------------------------------------
+
+  /**
+   * Appends records to the last segment (rotating first when it is full), then fsyncs.
+   * `firstIndex` (the lowest entry index written, 0 for none) only names a new segment.
+   */
+  private appendWal(records: Uint8Array[], firstIndex: number, maxIndex: number, done: Done): void {
+    const current = this.segments[this.segments.length - 1];
+    const rotate =
+      this.file === undefined ||
+      current === undefined ||
+      current.sizeBytes >= this.segmentSizeBytesMax;
+    const seq = (current?.seq ?? 0) + 1;
+    const nameIndex = firstIndex > 0 ? firstIndex : this.lastIndex() + 1;
+    const parts = rotate ? [encodeSegmentHeader(seq, nameIndex), ...records] : records;
+    const data = concatBytes(parts);
+    series(
+      [
+        rotate ? (step) => this.closeFile(step) : undefined,
+        rotate ? (step) => this.openSegment(seq, nameIndex, step) : undefined,
+        (step) => this.file!.append(data, step),
+        (step) => {
+          const segment = this.segments[this.segments.length - 1]!;
+          segment.sizeBytes += data.length;
+          segment.maxIndex = Math.max(segment.maxIndex, maxIndex);
+          this.counters.bytesWritten += data.length;
+          this.counters.records += parts.length;
+          this.counters.fsyncs++;
+          this.file!.sync(step);
+        },
+        // A new segment counts only once its directory entry is durable too.
+        rotate ? (step) => this.syncDir(this.walDir, step) : undefined,
+      ],
+      done,
+    );
+  }
+
+  private openSegment(seq: number, firstIndex: number, done: Done): void {
+    const name = segmentName(seq, firstIndex);
+    this.env.disk.open(`${this.walDir}/${name}`, (error, file) => {
+      if (error !== undefined || file === undefined) return done(error);
+      this.file = file;
+      this.segments.push({ seq, name, sizeBytes: 0, maxIndex: 0 });
+      this.counters.segments = this.segments.length;
+      this.counters.segmentsCreated++;
+      done(undefined);
+    });
+  }
+
+  private closeFile(done: Done): void {
+    const file = this.file;
+    if (file === undefined) return done(undefined);
+    this.file = undefined;
+    file.close(done);
+  }
+
+  /** temporary file, fsync, rename over `name`, fsync the directory: old or new, never a mix. */
+  private writeAtomic(name: string, bytes: Uint8Array, done: Done): void {
+    const { disk } = this.env;
+    const target = `${this.dir}/${name}`;
+    const tmp = `${target}${tmpSuffix}`;
+    disk.open(tmp, (error, file) => {
+      if (error !== undefined || file === undefined) return done(error);
+      series(
+        [
+          (step) => file.truncate(0, step),
+          (step) => file.write(0, bytes, step),
+          (step) => {
+            this.counters.fsyncs++;
+            this.counters.bytesWritten += bytes.length;
+            this.counters.records++;
+            file.sync(step);
+          },
+          (step) => file.close(step),
+          (step) => disk.rename(tmp, target, step),
+          (step) => this.syncDir(this.dir, step),
+        ],
+        done,
+      );
+    });
+  }
+
+  /** Removes, oldest first and one durable removal at a time, segments wholly at or below `index`. */
+  private removeSegments(index: number, done: Done): void {
+    const oldest = this.segments[0];
+    if (this.segments.length <= 1 || oldest === undefined || oldest.maxIndex > index) {
+      return done(undefined);
+    }
+    // One directory fsync per segment keeps the survivors a contiguous run of sequence
+    // numbers even on a file system that reorders directory updates.
+    series(
+      [
+        (step) => this.env.disk.remove(`${this.walDir}/${oldest.name}`, step),
+        (step) => this.syncDir(this.walDir, step),
+      ],
+      (error) => {
+        if (error !== undefined) return done(error);
+        this.segments.shift();
+        this.counters.segments = this.segments.length;
+        this.counters.segmentsRemoved++;
+        this.removeSegments(index, done);
+      },
+    );
+  }
+
+  private syncDir(dir: string, done: Done): void {
+    this.counters.dirSyncs++;
+    this.env.disk.syncDir(dir, done);
+  }
+}
+
+function asChorusError(error: unknown): ChorusError {
+  if (error instanceof ChorusError) return error;
+  throw error;
+}
