@@ -365,10 +365,7 @@ test('segments rotate at the size limit; compaction after a snapshot removes who
     `${before.length} -> ${after.length}`,
   );
   assert.equal(storage.counters.segmentsRemoved, before.length - after.length);
-  assert.deepEqual(
-    after,
-    before.slice(before.length - after.length).concat(after.slice(before.length)),
-  );
+  assert.deepEqual(after, before.slice(before.length - after.length), 'the newest survive');
   save(life, storage, { entries: entries(101, 103, 2) });
   state.crash();
   life = new Incarnation(state);

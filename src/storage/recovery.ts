@@ -31,7 +31,7 @@ export interface SegmentInfo {
   seq: number;
   name: string;
   sizeBytes: number;
-  /** Highest index named by any record in the segment (entry or snapshot marker). */
+  /** Highest index named by any record in the segment (entry, commit or snapshot marker). */
   maxIndex: number;
 }
 
@@ -199,6 +199,7 @@ class Recovery {
           this.replay.apply(record, path, offset);
           if (record.type === 'entry') maxIndex = Math.max(maxIndex, record.entry.index);
           if (record.type === 'snapshot-marker') maxIndex = Math.max(maxIndex, record.index);
+          if (record.type === 'commit') maxIndex = Math.max(maxIndex, record.commit);
         }
       } catch (error) {
         if (error instanceof StorageCorruptError) return done(error);

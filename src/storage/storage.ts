@@ -292,6 +292,8 @@ export class RaftStorage {
     this.terms = local === term ? this.terms.slice(index - this.snapshotIndex) : [];
     this.snapshotIndex = index;
     this.snapshotTerm = term;
+    // A snapshot holds applied, hence committed, state: recovery reports commit ≥ its index.
+    this.hard = { ...this.hard, commit: Math.max(this.hard.commit, index) };
     const marker = encodeSnapshotMarker(index, term);
     this.enqueue({ kind: 'snapshot', file, marker, index, done });
   }
@@ -403,6 +405,10 @@ export class RaftStorage {
             [
               (step) => this.writeAtomic(snapshotFileName, op.file, step),
               (step) => this.appendWal([op.marker], op.index + 1, op.index, step),
+              (step) => {
+                this.durableHard.commit = Math.max(this.durableHard.commit, op.index);
+                step(undefined);
+              },
             ],
             next,
           ),
@@ -441,7 +447,9 @@ export class RaftStorage {
     }
     const last = batch[batch.length - 1]!.hardState;
     const records = batch.flatMap((op) => op.records);
-    const maxIndex = Math.max(...batch.map((op) => op.maxIndex));
+    // A commit record counts as naming its index, so compaction never drops it below the
+    // snapshot and a restarted node's commit never goes back.
+    const maxIndex = Math.max(last.commit, ...batch.map((op) => op.maxIndex));
     const written = batch.filter((op) => op.minIndex > 0);
     const firstIndex = written.length > 0 ? Math.min(...written.map((op) => op.minIndex)) : 0;
     // The commit index need not be durable for safety (Raft recomputes it), but writing it
