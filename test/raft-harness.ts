@@ -490,9 +490,10 @@ export class Cluster {
     const electionTicks = n.config.electionTicks ?? 10;
     if (raft.role === 'leader') return this.tick(id, electionTicks);
     const before = `${raft.role}/${raft.term}`;
+    const queued = raft.msgs.length;
     for (let i = 0; i < 2 * electionTicks; i++) {
       n.rawNode.tick();
-      if (`${raft.role}/${raft.term}` !== before || raft.msgs.length > 0) return;
+      if (`${raft.role}/${raft.term}` !== before || raft.msgs.length > queued) return;
     }
     out.push(`${id} did not campaign`);
   }
@@ -540,8 +541,10 @@ export class Cluster {
       if (rd.committedEntries.some((e) => e.type === 'conf-change'))
         out.push(`  Config: ${showConfState(node.rawNode.raft.confState())}`);
     }
-    for (const m of rd.messages) out.push(`  send ${showMessage(m)}`);
-    for (const m of rd.messagesAfterPersist) out.push(`  send after persist ${showMessage(m)}`);
+    const cut = (m: Message): string => (this.connected(m.from, m.to) ? '' : ' (lost: partition)');
+    for (const m of rd.messages) out.push(`  send ${showMessage(m)}${cut(m)}`);
+    for (const m of rd.messagesAfterPersist)
+      out.push(`  send after persist ${showMessage(m)}${cut(m)}`);
     for (const r of rd.readStates) out.push(`  ReadState ctx=${r.context} index=${r.index}`);
   }
 
@@ -569,8 +572,9 @@ export class Cluster {
     this.restart(node, out);
   }
 
+  /** Queues messages for their recipients; a message across a partition is lost at once. */
   private send(messages: readonly Message[]): void {
-    for (const m of messages) this.queues.get(m.to)?.push(m);
+    for (const m of messages) if (this.connected(m.from, m.to)) this.queues.get(m.to)?.push(m);
   }
 
   // --- delivery ------------------------------------------------------------------------------
