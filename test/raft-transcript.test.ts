@@ -10,7 +10,13 @@ import { join } from 'node:path';
 import { Cluster, formatTranscript, parseTranscript } from './raft-harness.js';
 
 /** Transcripts whose expected output is the correct behaviour the core does not show yet. */
-const knownFailures = new Map<string, string>([]);
+const knownFailures = new Map<string, string>([
+  [
+    'read-index-lost-heartbeat.txt',
+    'raft.ts tickHeartbeat: periodic heartbeats carry an empty context, so a read whose ' +
+      'confirming round was lost stays pending until another read arrives',
+  ],
+]);
 
 const dir = fileURLToPath(new URL('../../testdata/raft/', import.meta.url));
 const rewrite = process.env['CHORUS_REWRITE'] === '1';
