@@ -12,6 +12,12 @@ import { Cluster, formatTranscript, parseTranscript } from './raft-harness.js';
 /** Transcripts whose expected output is the correct behaviour the core does not show yet. */
 const knownFailures = new Map<string, string>([
   [
+    'lease-read-stale.txt',
+    'raft.ts leaderReadIndex: the lease counts from the check-quorum round boundary ' +
+      '(electionElapsed), not from the last quorum contact, so a partitioned leader serves ' +
+      'a stale read after a new leader has committed',
+  ],
+  [
     'read-index-lost-heartbeat.txt',
     'raft.ts tickHeartbeat: periodic heartbeats carry an empty context, so a read whose ' +
       'confirming round was lost stays pending until another read arrives',
