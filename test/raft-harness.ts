@@ -662,7 +662,6 @@ export class Cluster {
     if (raft.role !== 'leader') return;
     for (const [id, pr] of [...raft.progress].sort(([a], [b]) => a.localeCompare(b))) {
       let line = `  ${id}: ${pr.state} match=${pr.match} next=${pr.next}`;
-      if (pr.isLearner) line += ' learner';
       if (pr.paused()) line += ' paused';
       if (pr.inflights.count > 0) line += ` inflight=${pr.inflights.count}`;
       if (pr.state === 'snapshot')

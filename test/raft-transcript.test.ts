@@ -12,6 +12,11 @@ import { Cluster, formatTranscript, parseTranscript } from './raft-harness.js';
 /** Transcripts whose expected output is the correct behaviour the core does not show yet. */
 const knownFailures = new Map<string, string>([
   [
+    'replicate-lost-append.txt',
+    'raft.ts handleHeartbeatResponse: sendAppend(to, false) sends nothing to a replicate-state ' +
+      'follower whose last append was lost, so the entry never commits without new proposals',
+  ],
+  [
     'lease-read-stale.txt',
     'raft.ts leaderReadIndex: the lease counts from the check-quorum round boundary ' +
       '(electionElapsed), not from the last quorum contact, so a partitioned leader serves ' +
