@@ -627,6 +627,13 @@ export class Cluster {
 
   /** Alternates Ready handling and delivery among the chosen nodes until nothing moves. */
   private stabilize(args: Args, out: string[]): void {
+    // `stabilize quiet [ID...]` runs the same loop but prints nothing: for a story that only
+    // cares about the end state (then read with `status`).
+    const quiet = args.positional[0] === 'quiet';
+    if (quiet) {
+      this.stabilize({ positional: args.positional.slice(1), named: args.named }, []);
+      return;
+    }
     const ids = this.selectIds(args);
     for (let round = 0; round < stabilizeRoundsMax; round++) {
       let moved = false;
