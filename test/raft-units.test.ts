@@ -86,7 +86,7 @@ test('Inflights: bounded by count and bytes, freed in order', () => {
 });
 
 test('Progress: probe sends one at a time, replicate streams, snapshot pauses', () => {
-  const pr = new Progress(5, 2, 1000, false);
+  const pr = new Progress(5, 2, 1000);
   assert.equal(pr.state, 'probe');
   assert.equal(pr.paused(), false);
   pr.sentEntries(6, 10);
@@ -109,14 +109,14 @@ test('Progress: probe sends one at a time, replicate streams, snapshot pauses', 
 });
 
 test('Progress.maybeDecrease: stale rejections are ignored; the hint bounds the retry', () => {
-  const pr = new Progress(11, 8, 1000, false);
+  const pr = new Progress(11, 8, 1000);
   pr.match = 3;
   assert.equal(pr.maybeDecrease(7, 2), false, 'not the probe we sent (next-1 = 10)');
   assert.equal(pr.maybeDecrease(10, 5), true);
   assert.equal(pr.next, 6);
   assert.equal(pr.maybeDecrease(5, 0), true);
   assert.equal(pr.next, 4, 'never at or below match');
-  const rep = new Progress(11, 8, 1000, false);
+  const rep = new Progress(11, 8, 1000);
   rep.match = 6;
   rep.becomeReplicate();
   assert.equal(rep.maybeDecrease(5, 0), false, 'at or below match: stale');

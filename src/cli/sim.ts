@@ -11,21 +11,27 @@ import { seededRandom } from '../core/prng.js';
 import { drawPlan, faultKinds, parseFaultKinds, type FaultKind } from '../sim/nemesis.js';
 import { runSimulation, type RunResult, type SimWorkload } from '../sim/run.js';
 import { broadcastWorkload } from '../workload/broadcast.js';
-import { gossipBugs, type GossipBug } from '../gossip/gossip.js';
+import { gossipBugs } from '../gossip/gossip.js';
+import { registerBugs, registerWorkload } from '../workload/register.js';
 import type { CliContext } from './context.js';
 
 /** Every workload by name; a fresh instance per run (workloads keep their history). */
 export const workloads: Record<string, (bug?: string) => SimWorkload<unknown>> = {
-  broadcast: (bug) => broadcastWorkload(bug === undefined ? {} : { bug: parseBug(bug) }),
+  broadcast: (bug) =>
+    broadcastWorkload(bug === undefined ? {} : { bug: parseBug(bug, gossipBugs) }),
+  register: (bug) =>
+    registerWorkload(
+      bug === undefined ? {} : { bug: parseBug(bug, registerBugs) },
+    ),
 };
 
-function parseBug(bug: string): GossipBug {
-  if (!(gossipBugs as readonly string[]).includes(bug)) {
+function parseBug<B extends string>(bug: string, known: readonly B[]): B {
+  if (!(known as readonly string[]).includes(bug)) {
     throw new UsageError(
-      `unknown bug ${JSON.stringify(bug)}; broadcast has ${gossipBugs.join(', ')}`,
+      `unknown bug ${JSON.stringify(bug)}; this workload has ${known.join(', ')}`,
     );
   }
-  return bug as GossipBug;
+  return bug as B;
 }
 export const defaultWorkload = 'broadcast';
 

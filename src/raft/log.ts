@@ -1,8 +1,9 @@
 /**
  * The Raft log in memory: a snapshot boundary, the entries after it, and three marks —
  * `stable` (durable on this node), `committed` (durable on a quorum), `applied` (handed to
- * the state machine). Invariant: snapshotIndex <= applied <= committed, applied <= stable
- * (a node applies only entries it holds durably), and every mark <= lastIndex.
+ * the state machine). Invariant: snapshotIndex <= applied <= committed (except while a
+ * snapshot from the leader waits to be restored), applied <= stable (a node applies only
+ * entries it holds durably), and every mark <= lastIndex.
  */
 import { assert } from '../core/assert.js';
 import type { Entry, Snapshot } from './types.js';
@@ -151,6 +152,8 @@ export class RaftLog {
 
   /** Committed entries not yet applied and durable here, up to `bytesMax`. */
   nextCommitted(bytesMax: number): Entry[] {
+    // A snapshot not yet handed to the state machine comes first.
+    if (this.pendingSnapshot !== undefined) return [];
     const hi = Math.min(this.committed, this.stable);
     if (hi <= this.applied) return [];
     return this.slice(Math.max(this.applied + 1, this.firstIndex()), hi + 1, bytesMax);
@@ -171,8 +174,13 @@ export class RaftLog {
     this.snapshotIndex = index;
     this.snapshotTerm = term;
     this.committed = index;
-    this.applied = index;
     this.stable = index;
+    // `applied` moves to the snapshot when the driver has restored it (appliedSnapshot).
+  }
+
+  /** The state machine now holds the snapshot at `index`. */
+  appliedSnapshot(index: number): void {
+    if (index > this.applied) this.applied = index;
   }
 
   /** Drops entries up to `index`, already in a snapshot of the state machine. */
@@ -186,7 +194,10 @@ export class RaftLog {
   }
 
   checkInvariants(): void {
-    assert(this.snapshotIndex <= this.applied, 'snapshot beyond applied');
+    assert(
+      this.snapshotIndex <= this.applied || this.pendingSnapshot !== undefined,
+      'snapshot beyond applied',
+    );
     assert(this.applied <= this.committed, 'applied beyond committed');
     assert(this.committed <= this.lastIndex(), 'committed beyond last');
     for (let i = 0; i < this.entries.length; i++) {

@@ -43,6 +43,12 @@ export class Inflights {
     this.items.splice(0, n);
   }
 
+  /** Frees the oldest append (a heartbeat answer shows the follower alive but behind). */
+  freeFirst(): void {
+    const first = this.items.shift();
+    if (first !== undefined) this.bytes -= first.bytes;
+  }
+
   reset(): void {
     this.items.length = 0;
     this.bytes = 0;
@@ -64,12 +70,7 @@ export class Progress {
   recentActive = false;
   readonly inflights: Inflights;
 
-  constructor(
-    next: number,
-    inflightCountMax: number,
-    inflightBytesMax: number,
-    readonly isLearner: boolean,
-  ) {
+  constructor(next: number, inflightCountMax: number, inflightBytesMax: number) {
     this.next = next;
     this.inflights = new Inflights(inflightCountMax, inflightBytesMax);
   }

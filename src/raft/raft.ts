@@ -105,6 +105,7 @@ interface IncomingSnapshot {
 }
 
 const noLeader = '' as const;
+const leasePrefix = 'lease:';
 
 export class Raft {
   readonly id: NodeId;
@@ -145,6 +146,10 @@ export class Raft {
   private uncommittedBytes = 0;
   private pendingReads: PendingRead[] = [];
   private incomingSnapshot: IncomingSnapshot | undefined;
+  /** Ticks since this node started (lease arithmetic). */
+  private ticks = 0;
+  /** Per follower: the send tick of the newest lease heartbeat it answered. */
+  private leaseAcks = new Map<NodeId, number>();
 
   constructor(config: RaftConfig, restored: RestoredState) {
     this.id = config.id;
@@ -163,6 +168,8 @@ export class Raft {
     const { hardState, snapshot, entries } = restored;
     if (snapshot !== undefined) {
       this.log.restore(snapshot);
+      // The driver restores the state machine from this snapshot before the node starts.
+      this.log.appliedSnapshot(snapshot.metadata.index);
       this.snapshot = snapshot;
       this.applyConfState(snapshot.metadata.confState);
     } else {
@@ -235,6 +242,7 @@ export class Raft {
     this.votes = new Map();
     this.leadTransferee = noLeader;
     this.pendingReads = [];
+    this.leaseAcks = new Map();
     this.resetProgress();
   }
 
@@ -243,8 +251,7 @@ export class Raft {
     const old = this.progress;
     this.progress = new Map();
     for (const id of this.members()) {
-      const isLearner = !this.isVoter(id);
-      const pr = new Progress(next, inflightMessagesMax, inflightBytesMax, isLearner);
+      const pr = new Progress(next, inflightMessagesMax, inflightBytesMax);
       if (id === this.id) pr.match = this.log.stable;
       pr.recentActive = old.get(id)?.recentActive ?? false;
       this.progress.set(id, pr);
@@ -294,6 +301,7 @@ export class Raft {
   }
 
   private tickElection(): void {
+    this.ticks++;
     this.electionElapsed++;
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0;
@@ -302,6 +310,7 @@ export class Raft {
   }
 
   private tickHeartbeat(): void {
+    this.ticks++;
     this.heartbeatElapsed++;
     this.electionElapsed++;
     if (this.electionElapsed >= this.electionTicks) {
@@ -318,7 +327,17 @@ export class Raft {
     }
     if (this.heartbeatElapsed >= this.heartbeatTicks) {
       this.heartbeatElapsed = 0;
-      this.broadcastHeartbeat('');
+      // A periodic heartbeat also confirms the newest pending read, so a read whose own
+      // heartbeats were lost is released by the next round. In lease mode it otherwise
+      // carries its send tick: an answer proves the follower reset its election timer after it.
+      const newest = this.pendingReads[this.pendingReads.length - 1];
+      const context =
+        newest !== undefined
+          ? newest.context
+          : this.readOnly === 'lease'
+            ? `${leasePrefix}${this.ticks}`
+            : '';
+      this.broadcastHeartbeat(context);
     }
   }
 
@@ -678,9 +697,34 @@ export class Raft {
   private handleHeartbeatResponse(m: HeartbeatResponse, pr: Progress): void {
     pr.recentActive = true;
     pr.probeSent = false;
-    if (pr.state === 'snapshot') this.sendSnapshotChunk(m.from, pr);
-    else if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, false);
-    if (m.context !== '') this.ackRead(m.context, m.from);
+    if (pr.state === 'snapshot') {
+      this.sendSnapshotChunk(m.from, pr);
+    } else if (pr.match < this.log.lastIndex()) {
+      // The follower is alive but behind: appends may have been lost. Free a window slot so a
+      // full window cannot stall forever, and send an append even if empty — a follower
+      // missing entries rejects it and the leader falls back to probing from the hint.
+      if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirst();
+      this.sendAppend(m.from, true);
+    }
+    if (m.context.startsWith(leasePrefix)) {
+      const sent = Number(m.context.slice(leasePrefix.length));
+      if (sent > (this.leaseAcks.get(m.from) ?? -1)) this.leaseAcks.set(m.from, sent);
+    } else if (m.context !== '') {
+      this.ackRead(m.context, m.from);
+    }
+  }
+
+  /**
+   * Lease reads: the quorum-th most recent heartbeat answered was sent at tick q, so every
+   * voter of that quorum reset its election timer at or after q and none of them will vote
+   * for another leader before q + electionTicks (CheckQuorum leases). Two ticks of margin
+   * absorb clock drift between nodes (see RaftConfig.readOnly).
+   */
+  private leaseValid(): boolean {
+    const acked = (id: NodeId): number =>
+      id === this.id ? this.ticks : (this.leaseAcks.get(id) ?? -Infinity);
+    const q = jointIndex(this.incoming, this.outgoing, acked);
+    return q > 0 && this.ticks - q < this.electionTicks - 2;
   }
 
   /**
@@ -888,12 +932,7 @@ export class Raft {
     for (const id of [...this.progress.keys()]) if (!members.has(id)) this.progress.delete(id);
     for (const id of members) {
       if (!this.progress.has(id)) {
-        const pr = new Progress(
-          this.log.lastIndex() + 1,
-          inflightMessagesMax,
-          inflightBytesMax,
-          !this.isVoter(id),
-        );
+        const pr = new Progress(this.log.lastIndex() + 1, inflightMessagesMax, inflightBytesMax);
         if (id === this.id) pr.match = this.log.stable;
         this.progress.set(id, pr);
       }
@@ -977,7 +1016,7 @@ export class Raft {
     const index = this.log.committed;
     const single =
       this.incoming.size === 1 && this.outgoing.size === 0 && this.incoming.has(this.id);
-    if (single || (this.readOnly === 'lease' && this.electionElapsed < this.electionTicks - 2)) {
+    if (single || (this.readOnly === 'lease' && this.leaseValid())) {
       this.releaseRead({ index, requester, context, acks: new Map() });
       return;
     }

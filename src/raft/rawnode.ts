@@ -144,8 +144,10 @@ export class RawNode {
     this.outstanding = false;
     const r = this.raft;
     if (ready.hardState !== undefined) this.previous = ready.hardState;
-    if (ready.snapshot !== undefined && r.log.pendingSnapshot === ready.snapshot)
-      r.log.pendingSnapshot = undefined;
+    if (ready.snapshot !== undefined) {
+      if (r.log.pendingSnapshot === ready.snapshot) r.log.pendingSnapshot = undefined;
+      r.log.appliedSnapshot(ready.snapshot.metadata.index);
+    }
     const last = ready.entries[ready.entries.length - 1];
     if (last !== undefined) r.persisted(last.index, last.term);
     const applied = ready.committedEntries[ready.committedEntries.length - 1];

@@ -11,6 +11,8 @@ export class World {
   now = 0;
   readonly queue = new EventQueue();
   readonly trace: Trace;
+  /** Runs after every event: white-box invariant checks of a workload. Throwing fails the run. */
+  afterEvent: (() => void) | undefined;
 
   constructor(
     readonly random: Random,
@@ -48,6 +50,7 @@ export class World {
       if (event.cancelled) continue;
       this.now = event.time;
       event.run();
+      this.afterEvent?.();
     }
   }
 }

@@ -14,8 +14,7 @@ export class StorageCorruptError extends ChorusError {
   readonly offset: number;
 
   constructor(file: string, offset: number, reason: string, options?: { cause?: unknown }) {
-    // ErrorCode has no storage code yet; 'checksum-mismatch' is the closest existing one.
-    super('checksum-mismatch', `storage corrupt: ${file} at offset ${offset}: ${reason}`, options);
+    super('storage-corrupt', `storage corrupt: ${file} at offset ${offset}: ${reason}`, options);
     this.file = file;
     this.offset = offset;
   }
