@@ -379,6 +379,9 @@ export class Cluster {
       const checkQuorum = parseBool(args.named.get('checkquorum'));
       if (checkQuorum !== undefined) config.checkQuorum = checkQuorum;
       if (readOnly !== undefined) config.readOnly = readOnly;
+      const bug = args.named.get('bug');
+      if (bug === 'commit-old-term') config.bug = bug;
+      else if (bug !== undefined) throw new Error(`bug=${bug}`);
       const storage = this.bootstrapStorage(voters, learners);
       const node: Node = {
         id,

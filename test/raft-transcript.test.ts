@@ -49,3 +49,18 @@ for (const file of readdirSync(dir)
     assert.equal(actual, expected, `${file} differs; rerun with CHORUS_REWRITE=1 to see the diff`);
   });
 }
+
+test('figure8.txt catches the planted commit-rule bug (commit an old-term entry by counting)', () => {
+  const text = readFileSync(join(dir, 'figure8.txt'), 'utf8');
+  const broken = text.replace(
+    'add-nodes 5 prevote=false checkquorum=false',
+    'add-nodes 5 prevote=false checkquorum=false bug=commit-old-term',
+  );
+  assert.notEqual(broken, text, 'the bug was planted');
+  const { actual, expected } = replay(broken);
+  assert.notEqual(
+    actual,
+    expected,
+    'the transcript did not notice a leader committing an old-term entry',
+  );
+});

@@ -20,9 +20,7 @@ export const workloads: Record<string, (bug?: string) => SimWorkload<unknown>> =
   broadcast: (bug) =>
     broadcastWorkload(bug === undefined ? {} : { bug: parseBug(bug, gossipBugs) }),
   register: (bug) =>
-    registerWorkload(
-      bug === undefined ? {} : { bug: parseBug(bug, registerBugs) },
-    ),
+    registerWorkload(bug === undefined ? {} : { bug: parseBug(bug, registerBugs) }),
 };
 
 function parseBug<B extends string>(bug: string, known: readonly B[]): B {

@@ -137,7 +137,11 @@ export class Progress {
       return true;
     }
     if (this.next - 1 !== rejected) return false;
-    this.next = Math.max(Math.min(rejected, hint + 1), this.match + 1, 1);
+    const next = Math.max(Math.min(rejected, hint + 1), this.match + 1, 1);
+    // No lower to go (the follower rejects at its own match: it lost acknowledged entries,
+    // which only a broken disk does): retry on the next heartbeat instead of looping.
+    if (next === this.next) return false;
+    this.next = next;
     this.probeSent = false;
     return true;
   }

@@ -69,6 +69,8 @@ export interface RaftConfig {
    * the default 10 ticks), safe for drift below 20%.
    */
   readOnly?: 'safe' | 'lease';
+  /** Bytes of entries per append message (at least one entry); appendBytesMax by default. */
+  appendBytesMax?: number;
   bug?: RaftBug;
 }
 
@@ -136,6 +138,7 @@ export class Raft {
   private readonly readOnly: 'safe' | 'lease';
   private readonly random: Random;
   private readonly bug: RaftBug | undefined;
+  private readonly appendBytesMax: number;
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
   private randomizedElectionTimeout = 0;
@@ -164,6 +167,7 @@ export class Raft {
     this.checkQuorum = config.checkQuorum ?? true;
     this.readOnly = config.readOnly ?? 'safe';
     this.bug = config.bug;
+    this.appendBytesMax = config.appendBytesMax ?? appendBytesMax;
 
     const { hardState, snapshot, entries } = restored;
     if (snapshot !== undefined) {
@@ -740,7 +744,7 @@ export class Raft {
     if (prevTerm === undefined) return this.startSnapshot(to, pr);
     const entries =
       pr.next <= this.log.lastIndex()
-        ? this.log.slice(pr.next, this.log.lastIndex() + 1, appendBytesMax)
+        ? this.log.slice(pr.next, this.log.lastIndex() + 1, this.appendBytesMax)
         : [];
     if (entries.length === 0 && !allowEmpty) return false;
     let bytes = 0;

@@ -15,3 +15,6 @@ export const rpcErrorMessageCharsMax = 1024;
 
 /** Longest deadline a caller may ask for; a deadline is a promise to give up, not a wish. */
 export const rpcDeadlineMsMax = 10 * 60 * 1000;
+
+/** Request ids remembered per peer to drop duplicated requests (the network may duplicate). */
+export const rpcRequestIdsRemembered = 4096;

@@ -36,6 +36,7 @@ import {
   rpcInflightMax,
   rpcMethodNameCharsMax,
   rpcServingMax,
+  rpcRequestIdsRemembered,
 } from './constants.js';
 
 /** The part of Env an RPC endpoint uses. */
@@ -84,7 +85,13 @@ export class RemoteError extends ChorusError {
 }
 
 export type RpcDropReason =
-  'malformed' | 'unknown-method' | 'late-reply' | 'wrong-peer' | 'reply-unsent' | 'closed';
+  | 'malformed'
+  | 'unknown-method'
+  | 'late-reply'
+  | 'wrong-peer'
+  | 'reply-unsent'
+  | 'closed'
+  | 'duplicate';
 
 export interface RpcStats {
   calls: number;
@@ -145,6 +152,8 @@ export class Rpc {
   private readonly pending = new Map<number, PendingCall>();
   /** Requests handed to a handler and not yet answered. Invariant: 0 <= serving <= servingMax. */
   private serving = 0;
+  /** Recent request ids per peer, to drop duplicated requests. Bounded per peer. */
+  private readonly seenRequests = new Map<NodeId, { ids: Set<number>; order: number[] }>();
   private nextId: number;
   private closed = false;
   private readonly counters: RpcStats = {
@@ -162,6 +171,7 @@ export class Rpc {
       'late-reply': 0,
       'wrong-peer': 0,
       'reply-unsent': 0,
+      duplicate: 0,
       closed: 0,
     },
   };
@@ -417,6 +427,13 @@ export class Rpc {
   }
 
   private onRequest(from: NodeId, id: number, method: string, body: unknown): void {
+    // The network may duplicate a message: a request runs at most once. Executing a
+    // duplicated request twice would apply a forwarded write twice, the second time outside
+    // the caller's interval (the register campaign found this).
+    if (this.seenBefore(from, id)) {
+      this.counters.dropped.duplicate += 1;
+      return;
+    }
     const handler = this.requestHandlers.get(method);
     if (handler === undefined) {
       return this.reply(
@@ -451,6 +468,20 @@ export class Rpc {
       if (!(error instanceof ChorusError) || responded) throw error;
       respond(error);
     }
+  }
+
+  /** Remembers the last rpcRequestIdsRemembered request ids per peer; true for a repeat. */
+  private seenBefore(from: NodeId, id: number): boolean {
+    let seen = this.seenRequests.get(from);
+    if (seen === undefined) {
+      seen = { ids: new Set(), order: [] };
+      this.seenRequests.set(from, seen);
+    }
+    if (seen.ids.has(id)) return true;
+    seen.ids.add(id);
+    seen.order.push(id);
+    if (seen.order.length > rpcRequestIdsRemembered) seen.ids.delete(seen.order.shift()!);
+    return false;
   }
 
   private reply(to: NodeId, id: number, error: ChorusError | undefined, body: unknown): void {

@@ -8,7 +8,8 @@
  * - term never decreases on a node (across restarts), commit never within one incarnation;
  * - applied prefixes are identical everywhere (a hash chain over applied entries);
  * - log matching: two logs with an entry of the same index and term agree before it;
- * - leader completeness: a leader holds every entry committed in an earlier term.
+ * - leader completeness: a leader holds every entry committed in an earlier term;
+ * - durability: a leader's match index for a follower is in the follower's log.
  */
 import { checkHistory } from '../check/linearizability.js';
 import type { HistoryEvent, Value } from '../check/history.js';
@@ -35,6 +36,12 @@ export interface RegisterOptions {
   tickMs: number;
   snapshotEveryEntries: number;
   livenessMsMax: number;
+  /**
+   * Small appends (a few entries each) make replication interleave with faults, so states
+   * like the paper's Figure 8 — an old-term entry on a majority without the new leader's
+   * entry — actually occur.
+   */
+  appendBytesMax: number;
   bug?: RaftBug | 'skip-fsync';
 }
 
@@ -46,9 +53,13 @@ export const registerDefaults: RegisterOptions = {
   tickMs: 10,
   snapshotEveryEntries: 200,
   livenessMsMax: 20_000,
+  appendBytesMax: 128,
 };
 
 export const registerBugs = ['commit-old-term', 'skip-fsync'] as const;
+
+/** The linearizability check's budget, in the checker's clock reads (see check()). */
+const checkerBudgetReads = 5_000;
 
 const survives: readonly FaultKind[] = [
   'partition',
@@ -126,7 +137,11 @@ export class RegisterNode {
         throw new FatalError('cannot open raft storage', { cause: error });
       }
       this.driver = new RaftDriver(env, {
-        raft: { peers, ...(options.bug === 'commit-old-term' ? { bug: options.bug } : {}) },
+        raft: {
+          peers,
+          appendBytesMax: options.appendBytesMax,
+          ...(options.bug === 'commit-old-term' ? { bug: options.bug } : {}),
+        },
         store: storage,
         recovered,
         stateMachine: this.sm,
@@ -250,6 +265,7 @@ export function registerWorkload(
         fail(`${node.id} commit went back`);
       lastCommit.set(incarnation, raft.log.committed);
       if (raft.role === 'leader') {
+        checkMatches(node.id, raft);
         const other = leaders.get(raft.term);
         if (other !== undefined && other !== node.id)
           fail(`two leaders in term ${raft.term}: ${other} and ${node.id}`);
@@ -259,6 +275,28 @@ export function registerWorkload(
     if (ctx.world.now - lastDeepCheckMs >= 100) {
       lastDeepCheckMs = ctx.world.now;
       checkLogs();
+    }
+  };
+
+  /**
+   * Durability: a follower acknowledged entries only once durable, so the leader's match for
+   * it is a lower bound of the follower's log, crashes included.
+   */
+  const checkMatches = (leaderId: NodeId, leader: RaftDriver['node']['raft']): void => {
+    for (const node of nodesRef) {
+      const follower = node.app?.driver?.node.raft;
+      if (node.id === leaderId || node.status !== 'up' || follower === undefined) continue;
+      // A follower that moved to a later term may hold a newer leader's entries.
+      if (follower.term > leader.term) continue;
+      const match = leader.progress.get(node.id)?.match ?? 0;
+      const want = leader.log.term(match);
+      if (match <= follower.log.snapshotIndex || want === undefined) continue;
+      const have = follower.log.term(match);
+      if (have !== want) {
+        fail(
+          `durability: leader ${leaderId} counts ${node.id} as holding entry ${match}, but its log ${have === undefined ? `ends at ${follower.log.lastIndex()}` : `has term ${have} there`}`,
+        );
+      }
     }
   };
 
@@ -336,10 +374,15 @@ export function registerWorkload(
       ctx.world.afterEvent = undefined;
       const problems: string[] = [];
       if (violation !== undefined) problems.push(violation);
+      let checkerClockReads = 0;
       const result = checkHistory(
         { source: 'register workload', timeUnit: 'ns', events },
         registerModel,
+        // A deterministic budget: the "clock" counts the checker's clock reads (one per
+        // clockCheckEverySteps search steps), so a verdict never depends on machine speed.
         {
+          clock: () => checkerClockReads++,
+          timeoutMs: checkerBudgetReads,
           stopAtFirstViolation: true,
         },
       );
