@@ -6,13 +6,14 @@
 import { transportBench } from './transport.js';
 import { simBench } from './sim.js';
 import { checkBench } from './check.js';
+import { raftBench } from './raft.js';
 
 export interface Benchmark {
   name: string;
   run(): Promise<void>;
 }
 
-const benchmarks: Benchmark[] = [simBench, transportBench, checkBench];
+const benchmarks: Benchmark[] = [simBench, transportBench, checkBench, raftBench];
 
 const filter = process.argv.slice(2);
 for (const bench of benchmarks) {
