@@ -10,7 +10,20 @@ import { quietDisk } from './disk.js';
 import { quietNetwork } from './network.js';
 import { applyPartition, partitionShapes, type PartitionShape } from './partition.js';
 
-export const faultKinds = ['partition', 'loss', 'dup', 'crash', 'pause', 'clock', 'disk'] as const;
+/**
+ * `membership` (membership changes and leadership transfers) is carried out by workloads that
+ * support it (e.g. register, through the Raft leader); the others are applied here.
+ */
+export const faultKinds = [
+  'partition',
+  'loss',
+  'dup',
+  'crash',
+  'pause',
+  'clock',
+  'disk',
+  'membership',
+] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
 export interface NemesisPlan {
@@ -27,6 +40,7 @@ export interface NemesisPlan {
   pause?: { meanIntervalMs: number; meanDurationMs: number };
   clock?: { driftPpmMax: number; meanJumpIntervalMs: number; jumpMsMax: number };
   disk?: { eioRate: number; enospcRate: number; syncMsTailMean: number; tornRate: number };
+  membership?: { meanIntervalMs: number; transferRate: number; jointRate: number };
 }
 
 /** Parses "all", "none" or a comma list of kinds; unknown names are an error. */
@@ -92,6 +106,13 @@ export function drawPlan(random: Random, allowed: readonly FaultKind[]): Nemesis
           enospcRate: r(0, 0.01),
           syncMsTailMean: r(0.1, 20),
           tornRate: r(0, 1),
+        };
+        break;
+      case 'membership':
+        plan.membership = {
+          meanIntervalMs: r(300, 3000),
+          transferRate: r(0.2, 0.8),
+          jointRate: r(0, 0.5),
         };
         break;
     }

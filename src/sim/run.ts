@@ -22,6 +22,8 @@ export interface RunContext<App> {
   readonly random: Random;
   readonly phase: Phase;
   readonly safetyEndMs: number;
+  /** The faults drawn for this run (workloads carry out the kinds the nemesis cannot). */
+  readonly plan: NemesisPlan;
 }
 
 export interface Verdict {
@@ -86,6 +88,7 @@ export function runSimulation<App>(workload: SimWorkload<App>, options: RunOptio
     random: root.fork('workload'),
     phase: 'safety' as Phase,
     safetyEndMs,
+    plan,
   };
   const nemesis = new Nemesis(cluster, root.fork('nemesis'), plan);
   world.trace.note(0, 'plan', {

@@ -20,7 +20,7 @@ import { ChorusError, FatalError } from '../core/errors.js';
 import type { NodeId } from '../core/ids.js';
 import type { Env } from '../env/env.js';
 import { RaftDriver, type StateMachine } from '../raft/driver.js';
-import type { RaftBug } from '../raft/raft.js';
+import type { ConfChange, RaftBug } from '../raft/raft.js';
 import type { Entry } from '../raft/types.js';
 import type { FaultKind } from '../sim/nemesis.js';
 import type { SimNode } from '../sim/node.js';
@@ -69,6 +69,7 @@ const survives: readonly FaultKind[] = [
   'pause',
   'clock',
   'disk',
+  'membership',
 ];
 
 /** A map of registers; every applied entry extends a hash chain (for the invariant). */
@@ -175,6 +176,7 @@ export function registerWorkload(
   let violation: string | undefined;
   let nodesRef: SimNode<RegisterNode>[] = [];
   let lastDeepCheckMs = -Infinity;
+  let membershipChanges = 0;
 
   const fail = (message: string): void => {
     violation ??= message;
@@ -248,6 +250,56 @@ export function registerWorkload(
       },
       () => finish('fail', input),
     );
+  };
+
+  /**
+   * The membership nemesis, carried out through whichever node leads: leadership transfers,
+   * demoting a voter to learner, promoting a learner, and joint changes doing both at once.
+   * At least three voters remain. Refusals (a change in flight, no leader) are ignored.
+   */
+  const membershipLoop = (ctx: Ctx, plan: NonNullable<Ctx['plan']['membership']>): void => {
+    ctx.world.after(ctx.random.exponential(plan.meanIntervalMs), () => {
+      if (ctx.phase !== 'safety') return;
+      const leaderNode = ctx.cluster.nodes.find(
+        (n) => n.status === 'up' && n.app?.driver?.node.raft.role === 'leader',
+      );
+      const driver = leaderNode?.app?.driver;
+      if (driver !== undefined) {
+        const raft = driver.node.raft;
+        const voters = [...raft.incoming].sort();
+        const learners = [...raft.learners].sort();
+        const r = ctx.random;
+        try {
+          if (raft.outgoing.size > 0) {
+            // An explicit joint configuration is left by an empty change.
+            driver.proposeConfChange({ changes: [] });
+            membershipChanges++;
+          } else if (r.chance(plan.transferRate)) {
+            const others = voters.filter((v) => v !== raft.id);
+            if (others.length > 0) driver.transferLeader(r.pick(others));
+          } else {
+            const changes: ConfChange['changes'] = [];
+            const demotable = voters.filter((v) => v !== raft.id);
+            const canDemote = voters.length > 3 && demotable.length > 0;
+            if (learners.length > 0 && (!canDemote || r.chance(0.5)))
+              changes.push({ type: 'add-voter', node: r.pick(learners) });
+            if (canDemote && (changes.length === 0 || r.chance(plan.jointRate))) {
+              changes.push({ type: 'add-learner', node: r.pick(demotable) });
+            }
+            if (changes.length > 0) {
+              driver.proposeConfChange({
+                changes,
+                transition: r.chance(plan.jointRate) ? 'joint-explicit' : 'auto',
+              });
+              membershipChanges++;
+            }
+          }
+        } catch (error) {
+          if (!(error instanceof ChorusError)) throw error;
+        }
+      }
+      membershipLoop(ctx, plan);
+    });
   };
 
   const checkEvent = (ctx: Ctx): void => {
@@ -351,6 +403,7 @@ export function registerWorkload(
     start(ctx) {
       nodesRef = ctx.cluster.nodes;
       ctx.world.afterEvent = () => checkEvent(ctx);
+      if (ctx.plan.membership !== undefined) membershipLoop(ctx, ctx.plan.membership);
       for (let p = 0; p < o.clients; p++) {
         const process = nextProcess++;
         ctx.world.after(ctx.random.exponential(o.thinkMsMean), () => runClient(ctx, process));
@@ -402,7 +455,7 @@ export function registerWorkload(
         problems,
         summary: [
           `operations: ${count('ok')} ok, ${count('fail')} failed, ${count('info')} indeterminate; history ${result.verdict}`,
-          `leaders elected: ${leaderTerms} terms; entries applied: ${appliedChain.size}`,
+          `leaders elected: ${leaderTerms} terms; entries applied: ${appliedChain.size}; membership changes proposed: ${membershipChanges}`,
         ],
       };
     },
