@@ -20,7 +20,11 @@ async function cli(...argv: string[]): Promise<{ code: number; out: string[]; er
 test('one seed: configuration first, verdict, trace-hash; same seed same hash', async () => {
   const a = await cli('sim', '--seed', '42', '--duration', '5s');
   assert.equal(a.code, 0, a.out.join('\n'));
-  assert.match(a.out[0]!, /^seed: 42 {2}workload: broadcast {2}nodes: 5/);
+  assert.match(
+    a.out[0]!,
+    /^seed: 42 {2}workload: register {2}nodes: 5/,
+    'register is the default workload',
+  );
   assert.match(a.out[1]!, /^nemesis \(drawn from the seed\): /);
   assert.ok(a.out.includes('verdict: PASS'));
   const hashLines = a.out.filter((l) => l.startsWith('trace-hash: '));
@@ -65,6 +69,8 @@ test('a campaign prints a summary table and passes', async () => {
 test('a planted bug makes seeds fail: exit 1, problems and the reproduce command', async () => {
   const r = await cli(
     'sim',
+    '--workload',
+    'broadcast',
     '--seeds',
     '1..2',
     '--duration',
@@ -81,6 +87,8 @@ test('a planted bug makes seeds fail: exit 1, problems and the reproduce command
   );
   const one = await cli(
     'sim',
+    '--workload',
+    'broadcast',
     '--seed',
     '1',
     '--duration',

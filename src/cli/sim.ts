@@ -31,7 +31,7 @@ function parseBug<B extends string>(bug: string, known: readonly B[]): B {
   }
   return bug as B;
 }
-export const defaultWorkload = 'broadcast';
+export const defaultWorkload = 'register';
 
 export class UsageError extends Error {
   override name = 'UsageError';

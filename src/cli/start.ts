@@ -9,12 +9,16 @@ export function registerStart(program: Command, ctx: CliContext): void {
     .action(() => {
       for (const line of [
         'Chorus — what exists today:',
-        '  chorus sim     deterministic cluster simulator with fault injection (gossip broadcast workload)',
-        '                 e.g. npx chorus sim --seed 42 --nemesis all',
-        '                      npx chorus sim --seeds 1..200 --nemesis all',
-        '  npm test       typecheck, lint, unit tests, transport tests on loopback, a 200-seed campaign',
-        '  npm run bench  simulator and TCP transport throughput',
-        'The local multi-node cluster (npm start) arrives with the Raft and KV issues.',
+        '  chorus sim     deterministic cluster simulator with fault injection; workloads:',
+        '                   register   a map of registers over Raft, judged for linearizability',
+        '                   broadcast  gossip broadcast, judged by the set-full checker',
+        '                 e.g. npx chorus sim --workload register --seed 42 --nemesis all',
+        '                      npx chorus sim --workload register --seeds 1..200 --duration 10s',
+        '  chorus check   linearizability checker for recorded histories, with an HTML report',
+        '                 e.g. npx chorus check history.jsonl --model register --html report.html',
+        '  npm test       typecheck, lint, unit, transcript, loopback and simulation tests',
+        '  npm run bench  simulator, transport, checker and Raft benchmarks',
+        'The local multi-node cluster (npm start) arrives with the KV and server issues.',
       ])
         ctx.out(line);
     });
