@@ -13,8 +13,8 @@
  * RaftStorage on the real disk (fdatasync), data directories under os.tmpdir(). The leader
  * runs 1, 16, 64 and 256 closed-loop proposers of 256-byte entries for a bounded time each
  * and reports committed entries/s and p50 / p99 commit latency (propose → applied on the
- * leader). The disk's own rate of append-256-bytes + fdatasync, measured before and after
- * the cluster in the same directory, is the physical reference: committed/s ÷ fsyncs/s
+ * leader). The disk's own rate of append-256-bytes + fdatasync, measured in short probes
+ * before and after the cluster in the same file system, is the physical reference: committed/s ÷ fsyncs/s
  * above 1 means group commit is amortizing fsyncs over several entries.
  *
  * CHORUS_BENCH_RAFT_MS sets the duration of one real load level (default 3000).
@@ -51,7 +51,8 @@ const snapshotEveryEntries = 10_000;
 const realConcurrency = [1, 16, 64, 256];
 const realDurationMs = Number(process.env['CHORUS_BENCH_RAFT_MS'] ?? 3_000);
 const realWarmupMs = 1_000;
-const fsyncProbeMs = 1_000;
+const fsyncProbeMs = 200;
+const fsyncProbes = 5;
 const electionWaitMs = 15_000;
 const nodePath = fileURLToPath(new URL('./raft-node.js', import.meta.url));
 
@@ -273,6 +274,7 @@ type Request = ToNode extends infer T ? (T extends { id: number } ? Omit<T, 'id'
 class NodeProcess {
   port = 0;
   exitCode: number | null | undefined;
+  private stopping = false;
   private nextId = 1;
   private readonly pending = new Map<
     number,
@@ -287,6 +289,10 @@ class NodeProcess {
     this.exited = new Promise((resolve) =>
       child.once('exit', (code, signal) => {
         this.exitCode = code;
+        if (!this.stopping) {
+          console.log(`  ${id} EXITED unexpectedly (code ${code}, signal ${signal})`);
+          process.exitCode = 1;
+        }
         for (const p of this.pending.values())
           p.reject(new Error(`${id} exited (code ${code}, signal ${signal})`));
         this.pending.clear();
@@ -357,6 +363,7 @@ class NodeProcess {
   /** Asks the process to exit, then kills it if it has not within 2 s. */
   async stop(): Promise<void> {
     if (this.exitCode !== undefined) return;
+    this.stopping = true;
     if (this.child.connected) this.child.send({ type: 'exit' } satisfies ToNode);
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 2_000);
     await this.exited;
@@ -366,26 +373,35 @@ class NodeProcess {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The leader, once a leader exists and every node follows it in its term. */
+/** The leader, once a leader exists and every running node follows it in its term. */
 async function awaitLeader(nodes: readonly NodeProcess[], waitMs: number): Promise<NodeProcess> {
   const deadline = performance.now() + waitMs;
+  let running: NodeProcess[] = [];
   let last: NodeStatus[] = [];
   while (performance.now() < deadline) {
-    last = await Promise.all(nodes.map((n) => n.status()));
+    running = nodes.filter((n) => n.exitCode === undefined);
+    if (running.length <= nodes.length / 2)
+      throw new Error(`only ${running.length} of ${nodes.length} processes are running`);
+    last = await Promise.all(running.map((n) => n.status()));
     const leader = last.findIndex((s) => s.role === 'leader');
     if (
       leader >= 0 &&
-      last.every((s) => s.term === last[leader]!.term && s.lead === nodes[leader]!.id)
+      last.every((s) => s.term === last[leader]!.term && s.lead === running[leader]!.id)
     ) {
-      return nodes[leader]!;
+      return running[leader]!;
     }
     await sleep(50);
   }
   throw new Error(
     `no leader followed by all within ${waitMs} ms; last statuses: ${JSON.stringify(
-      last.map((s, i) => ({ node: nodes[i]!.id, ...s })),
+      last.map((s, i) => ({ node: running[i]!.id, ...s })),
     )}`,
   );
+}
+
+/** Median of a few probes: this machine's disk is shared, its fsync rate varies from second to second. */
+function fsyncRates(dir: string): number[] {
+  return Array.from({ length: fsyncProbes }, () => fsyncRate(dir));
 }
 
 /** Appends of 256 bytes, each followed by fdatasync, in a fresh file under `dir`. */
@@ -437,7 +453,7 @@ async function runReal(): Promise<void> {
   const tmp = os.tmpdir();
   const root = fs.mkdtempSync(path.join(tmp, 'chorus-bench-raft-'));
   console.log(`  data under ${root}, filesystem ${filesystemOf(root)}`);
-  const diskBefore = fsyncRate(root);
+  const diskBefore = fsyncRates(root);
   const nodes: NodeProcess[] = [];
   const rows: LevelRow[] = [];
   let setupFailure: string | undefined;
@@ -478,9 +494,13 @@ async function runReal(): Promise<void> {
         });
       }
     }
-    const statuses = await Promise.all(nodes.map((n) => n.status()));
+    const running = nodes.filter((n) => n.exitCode === undefined);
+    const statuses = await Promise.all(running.map((n) => n.status()));
     console.log(
-      `  at the end: ${statuses.map((s, i) => `${nodes[i]!.id} ${s.role} term ${s.term} applied ${fmt(s.applied)}`).join('; ')}`,
+      `  at the end: ${statuses.map((s, i) => `${running[i]!.id} ${s.role} term ${s.term} applied ${fmt(s.applied)}`).join('; ')}` +
+        (running.length < nodes.length
+          ? `; ${nodes.length - running.length} process(es) gone`
+          : ''),
     );
   } catch (error) {
     setupFailure = describeError(error);
@@ -489,15 +509,16 @@ async function runReal(): Promise<void> {
     fs.rmSync(root, { recursive: true, force: true });
   }
   const probeDir = fs.mkdtempSync(path.join(tmp, 'chorus-bench-fsync-'));
-  let diskAfter: number;
+  let diskAfter: number[];
   try {
-    diskAfter = fsyncRate(probeDir);
+    diskAfter = fsyncRates(probeDir);
   } finally {
     fs.rmSync(probeDir, { recursive: true, force: true });
   }
-  const disk = (diskBefore + diskAfter) / 2;
+  const disk = median([...diskBefore, ...diskAfter]);
+  const list = (rates: number[]): string => rates.map(fmt).join(' ');
   console.log(
-    `  disk: append ${payloadBytes} B + fdatasync, ${fsyncProbeMs} ms each: ${fmt(diskBefore)}/s before, ${fmt(diskAfter)}/s after, mean ${fmt(disk)}/s`,
+    `  disk: append ${payloadBytes} B + fdatasync, ${fsyncProbes} probes of ${fsyncProbeMs} ms before (${list(diskBefore)}) and after (${list(diskAfter)}) the cluster: median ${fmt(disk)} fsyncs/s`,
   );
   if (setupFailure !== undefined) {
     console.log(`  REAL CLUSTER FAILED: ${setupFailure}`);
