@@ -81,6 +81,8 @@ export class RaftDriver {
   private drainScheduled = false;
   private stopped = false;
   private tickTimer: TimerId | undefined;
+  /** The hard state most recently handed to storage. */
+  private persistedHardState: HardState;
 
   constructor(
     private readonly env: Env,
@@ -90,6 +92,7 @@ export class RaftDriver {
     if (recovered.snapshot !== undefined) options.stateMachine.restore(recovered.snapshot.data);
     this.applied = recovered.snapshot?.metadata.index ?? 0;
     this.lastSnapshotIndex = this.applied;
+    this.persistedHardState = { ...recovered.hardState };
     this.node = new RawNode(
       { ...options.raft, id: env.net.self, random: env.random.fork('raft') },
       recovered,
@@ -246,6 +249,22 @@ export class RaftDriver {
     if (rd.entries.length > 0) update.entries = rd.entries;
     const save = (): void => {
       if (update.hardState === undefined && update.entries === undefined) return done();
+      // Only the commit index moved: it need not be durable (a restarted node learns it
+      // again from the leader), so write it without waiting for the fsync (etcd's MustSync).
+      const previous = this.persistedHardState;
+      const mustSync =
+        update.entries !== undefined ||
+        update.hardState === undefined ||
+        update.hardState.term !== previous.term ||
+        update.hardState.vote !== previous.vote;
+      if (update.hardState !== undefined) this.persistedHardState = update.hardState;
+      if (!mustSync) {
+        this.options.store.save(update, (error) => {
+          if (error !== undefined)
+            throw new FatalError('raft storage save failed', { cause: error });
+        });
+        return done();
+      }
       if (this.options.bugSkipPersist === true) {
         // The planted bug: acknowledge as if durable, and write in the background.
         this.options.store.save(update, () => {});
