@@ -35,7 +35,10 @@ module.exports = {
       comment: 'storage/ may import core, env and the shared Raft data types only',
       severity: 'error',
       from: { path: '^src/storage/' },
-      to: { path: '^src/', pathNot: ['^src/storage/', '^src/core/', '^src/env/', '^src/raft/types\\.ts$'] },
+      to: {
+        path: '^src/',
+        pathNot: ['^src/storage/', '^src/core/', '^src/env/', '^src/raft/types\\.ts$'],
+      },
     },
     layer('workload', ['core', 'check', 'env', 'sim', 'gossip', 'raft', 'storage', 'transport']),
     {
