@@ -3,6 +3,7 @@
  * FrameDecoder is a byte-level state machine: feed it any split of the stream (one byte at
  * a time works) and it yields whole payloads, or stops for good at the first bad frame.
  */
+import { readU32, writeU32 } from './bytes.js';
 import { frameHeaderBytes, frameSizeBytesMax } from './constants.js';
 import { crc32c } from './crc32c.js';
 import { ChorusError } from './errors.js';
@@ -32,23 +33,6 @@ export function writeFrameHeader(target: Uint8Array, offset: number, payload: Ui
   }
   writeU32(target, offset, payload.length);
   writeU32(target, offset + 4, crc32c(payload));
-}
-
-function writeU32(target: Uint8Array, offset: number, value: number): void {
-  target[offset] = value & 0xff;
-  target[offset + 1] = (value >>> 8) & 0xff;
-  target[offset + 2] = (value >>> 16) & 0xff;
-  target[offset + 3] = value >>> 24;
-}
-
-function readU32(source: Uint8Array, offset: number): number {
-  return (
-    (source[offset]! |
-      (source[offset + 1]! << 8) |
-      (source[offset + 2]! << 16) |
-      (source[offset + 3]! << 24)) >>>
-    0
-  );
 }
 
 export type FrameError = ChorusError & { code: 'frame-too-large' | 'checksum-mismatch' };

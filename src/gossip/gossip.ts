@@ -11,6 +11,7 @@
  * values that arrived meanwhile). Any disk error stops the process (FatalError): after an
  * fsync failure the page cache cannot be trusted, and recovery from the log is the safe path.
  */
+import { concatBytes } from '../core/bytes.js';
 import { assert } from '../core/assert.js';
 import { decode, encode } from '../core/codec.js';
 import { ChorusError, FatalError, describeError } from '../core/errors.js';
@@ -333,16 +334,4 @@ function parseMessage(raw: unknown): Message {
     return { t: 'digest', digest: digest as Digest, reply: m['reply'] === true };
   }
   throw new Error(`unknown message type ${JSON.stringify(m['t'])}`);
-}
-
-function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const result = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    result.set(part, offset);
-    offset += part.length;
-  }
-  return result;
 }

@@ -6,6 +6,7 @@
  * Paper sections cited are from Ongaro & Ousterhout, "In Search of an Understandable
  * Consensus Algorithm" (§5, §6, §7) and Ongaro's thesis (thesis §x).
  */
+import { concatBytes } from '../core/bytes.js';
 import { assert, assertNever } from '../core/assert.js';
 import { decode, encode } from '../core/codec.js';
 import { ChorusError } from '../core/errors.js';
@@ -1134,7 +1135,7 @@ export class Raft {
       if (m.done) {
         this.installSnapshot({
           metadata: m.metadata,
-          data: concatChunks(incoming.chunks, incoming.received),
+          data: concatBytes(incoming.chunks),
         });
         this.incomingSnapshot = undefined;
         this.send({
@@ -1188,16 +1189,6 @@ export class Raft {
       'candidate votes for itself',
     );
   }
-}
-
-function concatChunks(chunks: readonly Uint8Array[], total: number): Uint8Array {
-  const result = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    result.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return result;
 }
 
 /** Decodes a conf-change entry's data (trusted: it was validated when proposed). */

@@ -7,6 +7,7 @@
  * length, the checksum and then the shape; a record whose checksum matches but whose shape
  * does not was written that way (a bug or a newer format), so it is corruption, not a tear.
  */
+import { readU32, writeU32 } from '../core/bytes.js';
 import { crc32c } from '../core/crc32c.js';
 import { decode, encode } from '../core/codec.js';
 import { BadInputError } from '../core/errors.js';
@@ -231,34 +232,4 @@ function confStateOf(value: unknown): ConfState {
     learnersNext: nodeIds(c['learnersNext'], 'learnersNext'),
     autoLeave: c['autoLeave'],
   };
-}
-
-function writeU32(target: Uint8Array, offset: number, value: number): void {
-  target[offset] = value & 0xff;
-  target[offset + 1] = (value >>> 8) & 0xff;
-  target[offset + 2] = (value >>> 16) & 0xff;
-  target[offset + 3] = value >>> 24;
-}
-
-function readU32(source: Uint8Array, offset: number): number {
-  return (
-    (source[offset]! |
-      (source[offset + 1]! << 8) |
-      (source[offset + 2]! << 16) |
-      (source[offset + 3]! << 24)) >>>
-    0
-  );
-}
-
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const result = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    result.set(part, offset);
-    offset += part.length;
-  }
-  return result;
 }

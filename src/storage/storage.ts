@@ -37,8 +37,8 @@ import {
   tmpSuffix,
   walDirName,
 } from './constants.js';
+import { concatBytes } from '../core/bytes.js';
 import {
-  concatBytes,
   encodeCommit,
   encodeEntry,
   encodeHardStateFile,
