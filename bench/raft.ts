@@ -19,6 +19,7 @@
  *
  * CHORUS_BENCH_RAFT_MS sets the duration of one real load level (default 3000).
  */
+import { relay } from './sim.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -198,30 +199,6 @@ function simRaft(seed: number): SimRun {
     seconds,
     virtualMs: simLoadMs,
     leaderChanges: driver.node.raft.term - term,
-  };
-}
-
-/** bench/sim.ts's baseline: the bare simulator relaying 64 tokens among 5 nodes. */
-function relay(virtualMs: number): { messages: number; seconds: number } {
-  const world = new World(seededRandom(1));
-  const cluster = new Cluster<null>(world, seededRandom(1), simNodes, {
-    create(env) {
-      const peers = env.net.peers();
-      let next = 0;
-      env.net.onMessage((_from, message) => {
-        env.net.send(peers[next++ % peers.length]!, message);
-      });
-      return null;
-    },
-  });
-  cluster.bootAll();
-  const token = new Uint8Array(100);
-  for (let i = 0; i < 64; i++) cluster.network.send(i % 5, (i + 1) % 5, token);
-  const started = performance.now();
-  world.runUntil(virtualMs);
-  return {
-    messages: cluster.network.counters.delivered,
-    seconds: (performance.now() - started) / 1000,
   };
 }
 
