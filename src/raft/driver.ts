@@ -15,7 +15,7 @@ import { ChorusError, FatalError } from '../core/errors.js';
 import type { NodeId, TimerId } from '../core/ids.js';
 import type { Env } from '../env/env.js';
 import { RemoteError, Rpc } from '../transport/rpc.js';
-import type { Message } from './messages.js';
+import { malformedReason, type Message } from './messages.js';
 import type { ConfChange, RaftConfig, RestoredState } from './raft.js';
 import { RawNode, type Ready } from './rawnode.js';
 import type { Entry, HardState, Snapshot } from './types.js';
@@ -81,6 +81,8 @@ export class RaftDriver {
   private drainScheduled = false;
   private stopped = false;
   private tickTimer: TimerId | undefined;
+  /** Raft messages dropped because a field had the wrong type. */
+  malformedMessages = 0;
   /** The hard state most recently handed to storage. */
   private persistedHardState: HardState;
 
@@ -188,26 +190,15 @@ export class RaftDriver {
     });
   }
 
-  private onRaftMessage(_from: NodeId, body: unknown): void {
+  private onRaftMessage(from: NodeId, body: unknown): void {
     if (this.stopped) return;
-    const message = body as Message;
-    if (
-      typeof message !== 'object' ||
-      message === null ||
-      typeof message.type !== 'string' ||
-      typeof message.term !== 'number'
-    ) {
-      this.env.log.warn('dropping malformed raft message', { from: _from });
+    const reason = malformedReason(body, from);
+    if (reason !== undefined) {
+      this.malformedMessages++;
+      this.env.log.warn('dropping malformed raft message', { from, reason });
       return;
     }
-    if (message.from !== _from) {
-      this.env.log.warn('dropping raft message with a forged sender', {
-        from: _from,
-        claimed: message.from,
-      });
-      return;
-    }
-    this.node.step(message);
+    this.node.step(body as Message);
     this.schedule();
   }
 

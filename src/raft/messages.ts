@@ -130,3 +130,85 @@ export function needsPersistFirst(m: Message): boolean {
       return false;
   }
 }
+
+const messageFields: Record<
+  MessageType,
+  Record<string, 'number' | 'boolean' | 'string' | 'entries' | 'bytes' | 'metadata'>
+> = {
+  vote: { pre: 'boolean', lastIndex: 'number', lastTerm: 'number', transfer: 'boolean' },
+  'vote-resp': { pre: 'boolean', granted: 'boolean' },
+  app: { index: 'number', logTerm: 'number', entries: 'entries', commit: 'number' },
+  'app-resp': { index: 'number', reject: 'boolean', hintIndex: 'number', hintTerm: 'number' },
+  heartbeat: { commit: 'number', context: 'string' },
+  'heartbeat-resp': { context: 'string' },
+  snap: { metadata: 'metadata', offset: 'number', data: 'bytes', done: 'boolean' },
+  'snap-resp': { index: 'number', offset: 'number' },
+  'timeout-now': {},
+  'read-index': { context: 'string' },
+  'read-index-resp': { context: 'string', index: 'number' },
+};
+
+const isIndex = (v: unknown): v is number =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+function isEntry(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const e = v as Record<string, unknown>;
+  return (
+    isIndex(e['term']) &&
+    isIndex(e['index']) &&
+    (e['type'] === 'normal' || e['type'] === 'conf-change') &&
+    e['data'] instanceof Uint8Array
+  );
+}
+
+function isIdList(v: unknown): boolean {
+  return Array.isArray(v) && v.every((x) => typeof x === 'string');
+}
+
+function isMetadata(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  const cs = m['confState'] as Record<string, unknown> | undefined;
+  return (
+    isIndex(m['index']) &&
+    isIndex(m['term']) &&
+    typeof cs === 'object' &&
+    cs !== null &&
+    isIdList(cs['voters']) &&
+    isIdList(cs['learners']) &&
+    isIdList(cs['votersOutgoing']) &&
+    isIdList(cs['learnersNext']) &&
+    typeof cs['autoLeave'] === 'boolean'
+  );
+}
+
+/**
+ * Validates a message from the network (a peer may be buggy or hostile): the reason it is
+ * malformed, or undefined when every field has the right type. `from` must be the sender.
+ */
+export function malformedReason(raw: unknown, sender: NodeId): string | undefined {
+  if (typeof raw !== 'object' || raw === null) return 'not an object';
+  const m = raw as Record<string, unknown>;
+  const type = m['type'];
+  if (typeof type !== 'string' || !(type in messageFields))
+    return `unknown type ${JSON.stringify(type)}`;
+  if (m['from'] !== sender) return `from ${JSON.stringify(m['from'])} is not the sender ${sender}`;
+  if (typeof m['to'] !== 'string') return 'bad to';
+  if (!isIndex(m['term'])) return 'bad term';
+  for (const [field, kind] of Object.entries(messageFields[type as MessageType])) {
+    const v = m[field];
+    const ok =
+      kind === 'number'
+        ? isIndex(v)
+        : kind === 'entries'
+          ? Array.isArray(v) && v.every(isEntry)
+          : kind === 'bytes'
+            ? v instanceof Uint8Array
+            : kind === 'metadata'
+              ? isMetadata(v)
+              : typeof v === kind;
+    if (!ok) return `bad ${type}.${field}`;
+  }
+  return undefined;
+}
