@@ -10,7 +10,7 @@
  * has found an operation that completed before being linearized, so it backtracks.
  */
 import { assert } from '../core/assert.js';
-import { hashString, seededRandom } from '../core/prng.js';
+import { seededRandom } from '../core/prng.js';
 import { clockCheckEverySteps, searchCacheEntriesMax, searchSliceSteps } from './constants.js';
 import type { History, Operation } from './history.js';
 import { badInput, pairOperations } from './history.js';
@@ -201,29 +201,119 @@ function unlift(call: Entry): void {
   if (call.next !== undefined) call.next.prev = call;
 }
 
-/** Memo of configurations seen: Zobrist hash of the linearized set mixed with the state's hash. */
+/**
+ * Memo of configurations seen: an open-addressing hash table over typed arrays, so adding a
+ * configuration allocates nothing but, now and then, a new chunk of bitset storage. The hash
+ * is the Zobrist hash of the linearized set mixed with the state's interned id; a hit is
+ * confirmed by comparing the state id and every word of the bitset, so a collision never
+ * prunes a live branch.
+ */
 class ConfigurationCache {
-  private readonly buckets = new Map<number, { bits: Uint32Array; state: string }[]>();
   size = 0;
+  /** Slots: the hash of the configuration there, and its entry number plus one (0 is empty). */
+  private slotHash = new Uint32Array(1024);
+  private slotEntry = new Int32Array(1024);
+  private mask = 1023;
+  /** Per entry: the state id; its bitset lives in `chunks`, `chunkEntries` bitsets a chunk. */
+  private entryState = new Int32Array(1024);
+  private readonly chunks: Uint32Array[] = [];
+  private readonly chunkEntries: number;
+
+  constructor(private readonly words: number) {
+    // About 64 KiB a chunk, at least one entry.
+    this.chunkEntries = Math.max(1, Math.floor(16384 / Math.max(1, words)));
+  }
 
   /** Adds the configuration; false when it was already present. */
-  add(hash: number, bits: Uint32Array, state: string): boolean {
-    const bucket = this.buckets.get(hash);
-    if (bucket === undefined) {
-      this.buckets.set(hash, [{ bits: bits.slice(), state }]);
-    } else {
-      for (const seen of bucket)
-        if (seen.state === state && equalBits(seen.bits, bits)) return false;
-      bucket.push({ bits: bits.slice(), state });
+  add(hash: number, bits: Uint32Array, state: number): boolean {
+    const { slotHash, slotEntry, mask, words, chunkEntries } = this;
+    let i = hash & mask;
+    for (let e = slotEntry[i]!; e !== 0; e = slotEntry[i]!) {
+      if (slotHash[i] === hash && this.entryState[e - 1] === state) {
+        const n = e - 1;
+        const chunk = this.chunks[(n / chunkEntries) | 0]!;
+        const at = (n % chunkEntries) * words;
+        let same = true;
+        for (let w = 0; w < words; w++) {
+          if (chunk[at + w] !== bits[w]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) return false;
+      }
+      i = (i + 1) & mask;
     }
-    this.size++;
+    const n = this.size++;
+    if (n % chunkEntries === 0) this.chunks.push(new Uint32Array(chunkEntries * words));
+    this.chunks[(n / chunkEntries) | 0]!.set(bits, (n % chunkEntries) * words);
+    if (n >= this.entryState.length) {
+      const grown = new Int32Array(this.entryState.length * 2);
+      grown.set(this.entryState);
+      this.entryState = grown;
+    }
+    this.entryState[n] = state;
+    slotHash[i] = hash;
+    slotEntry[i] = n + 1;
+    if (this.size * 2 > mask) this.grow();
     return true;
+  }
+
+  /** Doubles the table, keeping the load factor at most one half. */
+  private grow(): void {
+    const { slotHash, slotEntry } = this;
+    const capacity = slotHash.length * 2;
+    const mask = capacity - 1;
+    const hashes = new Uint32Array(capacity);
+    const entries = new Int32Array(capacity);
+    for (let j = 0; j < slotHash.length; j++) {
+      const e = slotEntry[j]!;
+      if (e === 0) continue;
+      let i = slotHash[j]! & mask;
+      while (entries[i] !== 0) i = (i + 1) & mask;
+      hashes[i] = slotHash[j]!;
+      entries[i] = e;
+    }
+    this.slotHash = hashes;
+    this.slotEntry = entries;
+    this.mask = mask;
   }
 }
 
-function equalBits(a: Uint32Array, b: Uint32Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+/**
+ * Dense ids for model states: equal state keys get equal ids, so the memo compares one number.
+ * A primitive state (a register's number, a kv string) is looked up by value first, which
+ * skips building its key; that is sound because a state's key is a function of the state.
+ */
+class StateIds {
+  private readonly byKey = new Map<string, number>();
+  private readonly byPrimitive = new Map<unknown, number>();
+
+  constructor(private readonly stateKey: (state: unknown) => string) {}
+
+  id(state: unknown): number {
+    const primitive = state === null || typeof state !== 'object';
+    if (primitive) {
+      const known = this.byPrimitive.get(state);
+      if (known !== undefined) return known;
+    }
+    const key = this.stateKey(state);
+    let id = this.byKey.get(key);
+    if (id === undefined) {
+      id = this.byKey.size;
+      this.byKey.set(key, id);
+    }
+    if (primitive) this.byPrimitive.set(state, id);
+    return id;
+  }
+}
+
+/** Spreads a state id over 32 bits before it is mixed into the set's Zobrist hash. */
+function mixState(id: number): number {
+  let h = Math.imul(id + 1, 0x9e3779b1);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  return (h ^ (h >>> 13)) >>> 0;
 }
 
 /** One partition's search, resumable slice by slice, and its result once decided. */
@@ -267,12 +357,18 @@ class Search {
   private readonly head: Entry;
   private readonly zobrist: Uint32Array;
   private readonly bits: Uint32Array;
-  private readonly stack: { call: Entry; state: unknown }[] = [];
-  private readonly cache = new ConfigurationCache();
+  /** The current linearization: each placed call and the state before it, `depth` deep. */
+  private readonly stackCalls: Entry[] = [];
+  private readonly stackStates: unknown[] = [];
+  private readonly stackStateIds: number[] = [];
+  private depth = 0;
+  private readonly cache: ConfigurationCache;
+  private readonly stateIds: StateIds;
   private bestPrefix: number[] = [];
   private bestState: unknown;
   /** Where the search stands between slices. */
   private state: unknown;
+  private stateId: number;
   private setHash = 0;
   private entry: Entry | undefined;
 
@@ -285,58 +381,80 @@ class Search {
     const random = seededRandom(ops.length);
     this.zobrist = Uint32Array.from(ops, () => random.u32());
     this.bits = new Uint32Array(Math.ceil(ops.length / 32));
+    this.cache = new ConfigurationCache(this.bits.length);
+    this.stateIds = new StateIds((state) => model.stateKey(state));
     this.bestState = model.initial();
     this.state = model.initial();
+    this.stateId = this.stateIds.id(this.state);
     this.entry = this.head.next;
   }
 
   /** Runs at most `stepLimit` more steps; `paused` when the answer is not known yet. */
   run(stepLimit: number): 'paused' | 'linearizable' | 'not-linearizable' | { note: string } {
-    const { model, head, bits, zobrist, stack, ops } = this;
-    let { state, setHash, entry } = this;
-    const stepEnd = this.steps + stepLimit;
+    const { model, head, bits, zobrist, stackCalls, stackStates, stackStateIds, ops, cache } = this;
+    const stateIds = this.stateIds;
+    let { state, stateId, setHash, entry, depth, steps } = this;
+    const stepEnd = steps + stepLimit;
+    let outcome: 'paused' | 'linearizable' | 'not-linearizable' | { note: string } = 'paused';
     while (entry !== undefined) {
-      if (this.steps >= stepEnd) {
-        Object.assign(this, { state, setHash, entry });
-        return 'paused';
-      }
-      if (++this.steps % clockCheckEverySteps === 0) {
+      if (steps >= stepEnd) break;
+      if (++steps % clockCheckEverySteps === 0) {
+        this.steps = steps;
         const note = this.overBudget();
-        if (note !== undefined) return { note };
+        if (note !== undefined) {
+          outcome = { note };
+          break;
+        }
       }
       if (entry.call) {
         const slot = entry.slot;
         const next = model.step(state, ops[slot]!);
         if (next !== undefined) {
-          bits[slot >>> 5]! |= 1 << (slot & 31);
-          const nextKey = model.stateKey(next);
-          const hash = (setHash ^ zobrist[slot]! ^ hashString(nextKey)) >>> 0;
-          if (this.cache.add(hash, bits, nextKey)) {
-            stack.push({ call: entry, state });
-            setHash = (setHash ^ zobrist[slot]!) >>> 0;
+          const word = slot >>> 5;
+          const bit = 1 << (slot & 31);
+          bits[word]! |= bit;
+          const nextId = next === state ? stateId : stateIds.id(next);
+          const nextSetHash = (setHash ^ zobrist[slot]!) >>> 0;
+          if (cache.add((nextSetHash ^ mixState(nextId)) >>> 0, bits, nextId)) {
+            stackCalls[depth] = entry;
+            stackStates[depth] = state;
+            stackStateIds[depth] = stateId;
+            depth++;
+            setHash = nextSetHash;
             state = next;
+            stateId = nextId;
             lift(entry);
-            if (stack.length > this.bestPrefix.length) this.recordBest(state);
+            if (depth > this.bestPrefix.length) this.recordBest(depth, state);
             entry = head.next;
             continue;
           }
-          bits[slot >>> 5]! &= ~(1 << (slot & 31));
+          bits[word]! &= ~bit;
         }
         entry = entry.next;
         continue;
       }
       // A return: its operation completed without being linearized. Undo the last choice.
-      const top = stack.pop();
-      if (top === undefined) return 'not-linearizable';
-      const slot = top.call.slot;
-      state = top.state;
+      if (depth === 0) {
+        outcome = 'not-linearizable';
+        break;
+      }
+      depth--;
+      const call = stackCalls[depth]!;
+      const slot = call.slot;
+      state = stackStates[depth];
+      stateId = stackStateIds[depth]!;
+      stackStates[depth] = undefined;
       bits[slot >>> 5]! &= ~(1 << (slot & 31));
       setHash = (setHash ^ zobrist[slot]!) >>> 0;
-      unlift(top.call);
-      entry = top.call.next;
+      unlift(call);
+      entry = call.next;
     }
-    assert(stack.length === ops.length, 'an empty list means every operation is linearized');
-    return 'linearizable';
+    Object.assign(this, { state, stateId, setHash, entry, depth, steps });
+    if (entry === undefined) {
+      assert(depth === ops.length, 'an empty list means every operation is linearized');
+      return 'linearizable';
+    }
+    return outcome;
   }
 
   private overBudget(): string | undefined {
@@ -349,14 +467,17 @@ class Search {
     return undefined;
   }
 
-  private recordBest(state: unknown): void {
+  private recordBest(depth: number, state: unknown): void {
+    this.depth = depth;
     this.bestPrefix = this.stackIds();
     this.bestState = state;
   }
 
   /** Operation ids of the current linearization, in order. */
   stackIds(): number[] {
-    return this.stack.map((s) => this.ops[s.call.slot]!.id);
+    const ids: number[] = [];
+    for (let i = 0; i < this.depth; i++) ids.push(this.ops[this.stackCalls[i]!.slot]!.id);
+    return ids;
   }
 
   explainFailure(): Failure {
