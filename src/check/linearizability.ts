@@ -210,12 +210,13 @@ function unlift(call: Entry): void {
  */
 class ConfigurationCache {
   size = 0;
-  /** Slots: the hash of the configuration there, and its entry number plus one (0 is empty). */
-  private slotHash = new Uint32Array(1024);
-  private slotEntry = new Int32Array(1024);
+  /**
+   * Slots of four words, so a probe reads one cache line: the configuration's hash, its entry
+   * number plus one (0 is an empty slot), its state id, and one word of padding.
+   */
+  private slots = new Int32Array(4 * 1024);
   private mask = 1023;
-  /** Per entry: the state id; its bitset lives in `chunks`, `chunkEntries` bitsets a chunk. */
-  private entryState = new Int32Array(1024);
+  /** The entries' bitsets, `chunkEntries` to a chunk, in the order they were added. */
   private readonly chunks: Uint32Array[] = [];
   private readonly chunkEntries: number;
 
@@ -226,56 +227,45 @@ class ConfigurationCache {
 
   /** Adds the configuration; false when it was already present. */
   add(hash: number, bits: Uint32Array, state: number): boolean {
-    const { slotHash, slotEntry, mask, words, chunkEntries } = this;
+    const { slots, mask, words, chunkEntries } = this;
+    const signed = hash | 0;
     let i = hash & mask;
-    for (let e = slotEntry[i]!; e !== 0; e = slotEntry[i]!) {
-      if (slotHash[i] === hash && this.entryState[e - 1] === state) {
+    for (let e = slots[4 * i + 1]!; e !== 0; e = slots[4 * i + 1]!) {
+      if (slots[4 * i] === signed && slots[4 * i + 2] === state) {
         const n = e - 1;
         const chunk = this.chunks[(n / chunkEntries) | 0]!;
         const at = (n % chunkEntries) * words;
-        let same = true;
-        for (let w = 0; w < words; w++) {
-          if (chunk[at + w] !== bits[w]) {
-            same = false;
-            break;
-          }
-        }
-        if (same) return false;
+        let w = 0;
+        while (w < words && chunk[at + w] === bits[w]) w++;
+        if (w === words) return false;
       }
       i = (i + 1) & mask;
     }
     const n = this.size++;
     if (n % chunkEntries === 0) this.chunks.push(new Uint32Array(chunkEntries * words));
     this.chunks[(n / chunkEntries) | 0]!.set(bits, (n % chunkEntries) * words);
-    if (n >= this.entryState.length) {
-      const grown = new Int32Array(this.entryState.length * 2);
-      grown.set(this.entryState);
-      this.entryState = grown;
-    }
-    this.entryState[n] = state;
-    slotHash[i] = hash;
-    slotEntry[i] = n + 1;
+    slots[4 * i] = signed;
+    slots[4 * i + 1] = n + 1;
+    slots[4 * i + 2] = state;
     if (this.size * 2 > mask) this.grow();
     return true;
   }
 
   /** Doubles the table, keeping the load factor at most one half. */
   private grow(): void {
-    const { slotHash, slotEntry } = this;
-    const capacity = slotHash.length * 2;
+    const old = this.slots;
+    const capacity = (old.length / 4) * 2;
     const mask = capacity - 1;
-    const hashes = new Uint32Array(capacity);
-    const entries = new Int32Array(capacity);
-    for (let j = 0; j < slotHash.length; j++) {
-      const e = slotEntry[j]!;
-      if (e === 0) continue;
-      let i = slotHash[j]! & mask;
-      while (entries[i] !== 0) i = (i + 1) & mask;
-      hashes[i] = slotHash[j]!;
-      entries[i] = e;
+    const slots = new Int32Array(4 * capacity);
+    for (let j = 0; j < old.length; j += 4) {
+      if (old[j + 1] === 0) continue;
+      let i = old[j]! & mask;
+      while (slots[4 * i + 1] !== 0) i = (i + 1) & mask;
+      slots[4 * i] = old[j]!;
+      slots[4 * i + 1] = old[j + 1]!;
+      slots[4 * i + 2] = old[j + 2]!;
     }
-    this.slotHash = hashes;
-    this.slotEntry = entries;
+    this.slots = slots;
     this.mask = mask;
   }
 }
