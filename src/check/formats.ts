@@ -178,7 +178,15 @@ export function parseJepsenEtcd(text: string, source: string): History {
       );
     }
     const event = etcdEvent(Number(procText), type as EventType, f, valueText, source, line);
-    events.push({ ...event, index: events.length, time: events.length, line });
+    events.push({
+      process: event.process,
+      type: event.type,
+      f: event.f,
+      value: event.value,
+      index: events.length,
+      time: events.length,
+      line,
+    });
   }
   if (events.length === 0)
     throw badInput(source, undefined, 'no "jepsen.util - " operation lines found');

@@ -47,10 +47,13 @@ export function show(value: Value | undefined): string {
   return typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value);
 }
 
-/** The `[from, to]` pair of a cas, or undefined when the input is not one. */
+/**
+ * The `[from, to]` pair of a cas, or undefined when the input is not one. It is the input
+ * itself, not a copy: the search calls this at every step, and a copy would be garbage.
+ */
 export function casPair(input: Value): readonly [Value, Value] | undefined {
   return Array.isArray(input) && input.length === 2
-    ? [input[0] as Value, input[1] as Value]
+    ? (input as unknown as readonly [Value, Value])
     : undefined;
 }
 
