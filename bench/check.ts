@@ -2,10 +2,16 @@
  * Linearizability checker speed on the reference histories: every Jepsen etcd log (102 of
  * them; etcd_095 holds no operations) and every Porcupine kv file. Each run parses and
  * checks every file; the figures are medians over runs of the total per set and of the
- * slowest file. Porcupine (Go) is the yardstick these histories come from; without a Go
- * toolchain here its figure is quoted, not measured. CHORUS_PORCUPINE_DATA points at another
- * copy of the data; CHORUS_BENCH_RUNS sets the number of runs (default 5).
+ * slowest file. CHORUS_PORCUPINE_DATA points at another copy of the data; CHORUS_BENCH_RUNS
+ * sets the number of runs (default 5).
+ *
+ * Porcupine (Go) is the yardstick these histories come from. When CHORUS_PORCUPINE_SRC
+ * points at a Porcupine checkout holding the timing test (TestZZCompareTiming, which
+ * prints the same parse+check medians) and `go` is on PATH, it runs once before and once
+ * after Chorus, and the ratio Chorus / Porcupine is printed against both runs (the machine
+ * is shared and noisy). Otherwise no ratio is claimed.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,6 +65,49 @@ function pass(set: Set): {
   return { totalMs: performance.now() - start, perFileMs, verdicts };
 }
 
+/** Medians of one set, Chorus's or Porcupine's: total and slowest file, in milliseconds. */
+interface Figures {
+  totalMs: number;
+  slowestName: string;
+  slowestMs: number;
+}
+
+const timingTest = 'TestZZCompareTiming';
+
+/** Where Porcupine's timing test can run, or why it cannot. */
+function porcupineSource(): { dir: string } | { why: string } {
+  const dir = process.env['CHORUS_PORCUPINE_SRC'];
+  if (dir === undefined || dir === '') return { why: 'CHORUS_PORCUPINE_SRC is not set' };
+  const hasTest =
+    existsSync(dir) &&
+    readdirSync(dir).some(
+      (n) => n.endsWith('_test.go') && readFileSync(path.join(dir, n), 'utf8').includes(timingTest),
+    );
+  if (!hasTest) return { why: `no ${timingTest} under ${dir}` };
+  if (spawnSync('go', ['version'], { encoding: 'utf8' }).status !== 0) {
+    return { why: 'no go on PATH' };
+  }
+  return { dir };
+}
+
+/** Runs Porcupine's timing test once: its parse+check medians per set, by set name. */
+function runPorcupine(dir: string): Map<string, Figures> {
+  const run = spawnSync('go', ['test', '-run', `${timingTest}$`, '-count=1', '-v'], {
+    cwd: dir,
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
+  const figures = new Map<string, Figures>();
+  const line =
+    /^(.+?) \[parse\+check\]: \d+ files, median total ([\d.]+) ms.*; slowest (\S+) median ([\d.]+) ms/;
+  for (const text of run.stdout.split('\n')) {
+    const m = line.exec(text);
+    if (m === null) continue;
+    figures.set(m[1]!, { totalMs: Number(m[2]), slowestName: m[3]!, slowestMs: Number(m[4]) });
+  }
+  return figures;
+}
+
 export const checkBench: Benchmark = {
   name: 'check',
   run() {
@@ -79,6 +128,12 @@ export const checkBench: Benchmark = {
         files: load(path.join(dataDir, 'test_data/kv'), (n) => n.endsWith('.txt')),
       },
     ];
+    const source = porcupineSource();
+    // Porcupine runs before and after Chorus, so a burst of load on the machine shows up as
+    // a spread between its two runs instead of as a skewed ratio.
+    const porcupine: Map<string, Figures>[] = [];
+    if ('dir' in source) porcupine.push(runPorcupine(source.dir));
+    const chorus = new Map<string, Figures>();
     for (const set of sets) {
       if (set.files.length === 0) {
         console.log(
@@ -93,6 +148,7 @@ export const checkBench: Benchmark = {
         (f) => [f.name, median(passes.map((p) => p.perFileMs.get(f.name)!))] as const,
       );
       const [slowestName, slowestMs] = perFile.reduce((a, b) => (b[1] > a[1] ? b : a));
+      chorus.set(set.name, { totalMs: median(totals), slowestName, slowestMs });
       const counts = new Map<string, number>();
       for (const v of passes[0]!.verdicts.values()) counts.set(v, (counts.get(v) ?? 0) + 1);
       console.log(
@@ -102,10 +158,32 @@ export const checkBench: Benchmark = {
           [...counts].map(([v, n]) => `${n} ${v}`).join(', '),
       );
     }
-    console.log(
-      'reference: Porcupine (Go) checks the whole etcd set in a few seconds by its own account; ' +
-        'not measured here (no Go toolchain), so no ratio is claimed',
-    );
+    if (!('dir' in source)) {
+      console.log(
+        'reference: Porcupine (Go) is the checker these histories come from; not measured ' +
+          `here (${source.why}; set it to a Porcupine checkout with ${timingTest} and put go ` +
+          'on PATH to measure it beside), so no ratio is claimed',
+      );
+      return Promise.resolve();
+    }
+    porcupine.push(runPorcupine(source.dir));
+    for (const [name, ours] of chorus) {
+      const theirs = porcupine.map((p) => p.get(name));
+      if (theirs.some((t) => t === undefined)) {
+        console.log(`Porcupine (Go) on ${name}: its timing test printed no figures, so no ratio`);
+        continue;
+      }
+      const [before, after] = theirs as [Figures, Figures];
+      const ratio = (a: number, b: number, c: number): string =>
+        `${(a / b).toFixed(2)}x / ${(a / c).toFixed(2)}x`;
+      console.log(
+        `Porcupine (Go) on ${name}, parse+check, runs before / after Chorus: median total ` +
+          `${before.totalMs.toFixed(0)} / ${after.totalMs.toFixed(0)} ms, slowest ` +
+          `${before.slowestName} ${before.slowestMs.toFixed(0)} / ${after.slowestMs.toFixed(0)} ms; ` +
+          `Chorus / Porcupine: total ${ratio(ours.totalMs, before.totalMs, after.totalMs)}, ` +
+          `slowest file ${ratio(ours.slowestMs, before.slowestMs, after.slowestMs)}`,
+      );
+    }
     return Promise.resolve();
   },
 };
