@@ -151,7 +151,13 @@ class Recovery {
       snapshotFileName,
       RecordType.snapshot,
       snapshotSizeBytesMax,
-      (payload) => (this.snapshot = decodeSnapshot(payload)),
+      (payload) => {
+        this.snapshot = decodeSnapshot(payload);
+        this.replay.fileSnapshot = {
+          index: this.snapshot.metadata.index,
+          term: this.snapshot.metadata.term,
+        };
+      },
       done,
     );
   }

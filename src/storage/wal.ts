@@ -127,6 +127,12 @@ export class ReplayLog {
   base: number | undefined;
   entries: Entry[] = [];
   commit = 0;
+  /**
+   * The durable snapshot file, when there is one. Its WAL marker may never have become
+   * durable (an fsync failed after the file's rename): entries written after it then follow
+   * an older entry with a gap the snapshot covers, which is not damage.
+   */
+  fileSnapshot: { index: number; term: number } | undefined;
 
   get lastIndex(): number {
     return (this.base ?? 0) + this.entries.length;
@@ -154,6 +160,14 @@ export class ReplayLog {
       return;
     }
     const last = this.base + this.entries.length;
+    if (
+      entry.index > last + 1 &&
+      this.fileSnapshot !== undefined &&
+      entry.index - 1 <= this.fileSnapshot.index
+    ) {
+      this.snapshot(this.fileSnapshot.index, this.fileSnapshot.term);
+      return this.append(entry, path, offset);
+    }
     if (entry.index > last + 1) {
       throw new StorageCorruptError(path, offset, `entry ${entry.index} follows ${last}: a gap`);
     }
