@@ -47,7 +47,7 @@ export interface RegisterOptions {
 
 export const registerDefaults: RegisterOptions = {
   clients: 8,
-  keys: 3,
+  keys: 5,
   thinkMsMean: 20,
   clientTimeoutMs: 1_500,
   tickMs: 10,
@@ -59,7 +59,7 @@ export const registerDefaults: RegisterOptions = {
 export const registerBugs = ['commit-old-term', 'skip-fsync'] as const;
 
 /** The linearizability check's budget, in the checker's clock reads (see check()). */
-const checkerBudgetReads = 5_000;
+const checkerBudgetReads = 100_000;
 
 const survives: readonly FaultKind[] = [
   'partition',
