@@ -5,7 +5,7 @@
  */
 import { checkSetFull, type SetAdd, type SetRead } from '../check/setfull.js';
 import { GossipNode, type GossipBug } from '../gossip/gossip.js';
-import type { FaultKind } from '../sim/nemesis.js';
+import { faultKinds, type FaultKind } from '../sim/nemesis.js';
 import type { RunContext, SimWorkload, Verdict } from '../sim/run.js';
 
 export interface BroadcastOptions {
@@ -32,15 +32,7 @@ export const broadcastDefaults: BroadcastOptions = {
  * acknowledged after one local fsync has one copy until it spreads, and corrupting that copy
  * loses it; the Raft workloads, which acknowledge only after a quorum, take on corruption.
  */
-const survives: readonly FaultKind[] = [
-  'partition',
-  'loss',
-  'dup',
-  'crash',
-  'pause',
-  'clock',
-  'disk',
-];
+const survives: readonly FaultKind[] = faultKinds.filter((k) => k !== 'membership');
 
 type Ctx = RunContext<GossipNode>;
 

@@ -22,7 +22,7 @@ import type { Env } from '../env/env.js';
 import { RaftDriver, type StateMachine } from '../raft/driver.js';
 import type { ConfChange, RaftBug } from '../raft/raft.js';
 import type { Entry } from '../raft/types.js';
-import type { FaultKind } from '../sim/nemesis.js';
+import { faultKinds, type FaultKind } from '../sim/nemesis.js';
 import type { SimNode } from '../sim/node.js';
 import type { RunContext, SimWorkload, Verdict } from '../sim/run.js';
 import { RaftStorage } from '../storage/storage.js';
@@ -61,16 +61,7 @@ export const registerBugs = ['commit-old-term', 'skip-fsync'] as const;
 /** The linearizability check's budget, in the checker's clock reads (see check()). */
 const checkerBudgetReads = 100_000;
 
-const survives: readonly FaultKind[] = [
-  'partition',
-  'loss',
-  'dup',
-  'crash',
-  'pause',
-  'clock',
-  'disk',
-  'membership',
-];
+const survives: readonly FaultKind[] = faultKinds;
 
 /** A map of registers; every applied entry extends a hash chain (for the invariant). */
 export class KvStateMachine implements StateMachine {
