@@ -19,7 +19,8 @@ export type ErrorCode =
   | 'proposal-dropped'
   | 'not-leader'
   | 'no-leader'
-  | 'storage-corrupt';
+  | 'storage-corrupt'
+  | 'kv';
 
 export class ChorusError extends Error {
   override name = 'ChorusError';
