@@ -148,3 +148,44 @@ export const kvLimits = {
   /** etcd's MaxLeaseTTL: 9,000,000,000 seconds. */
   maxLeaseTtlSeconds: 9_000_000_000,
 } as const;
+
+/** etcdserverpb.CompactionRequest */
+export interface CompactionRequest {
+  revision: number;
+  /** etcd waits for the physical removal; Chorus removes at apply time, so always physical. */
+  physical?: boolean;
+}
+
+/** etcdserverpb.LeaseGrantRequest: `id` 0 lets the leader choose. */
+export interface LeaseGrantRequest {
+  ttl: number;
+  id?: number;
+}
+
+export interface LeaseGrantResult {
+  id: number;
+  /** The TTL granted, in seconds (raised to the minimum TTL when asked for less). */
+  ttl: number;
+}
+
+export interface LeaseTimeToLiveResult {
+  id: number;
+  /** Remaining seconds; -1 when the lease does not exist (etcd's convention). */
+  ttl: number;
+  grantedTtl: number;
+  keys: Bytes[];
+}
+
+/** etcdserverpb.WatchCreateRequest */
+export interface WatchCreateRequest {
+  key: Bytes;
+  rangeEnd?: Bytes;
+  /** 0: from the next revision. Older: replays history from there (if not compacted). */
+  startRevision?: number;
+  progressNotify?: boolean;
+  filters?: ('noput' | 'nodelete')[];
+  prevKv?: boolean;
+  /** 0: the server assigns one. */
+  watchId?: number;
+  fragment?: boolean;
+}
