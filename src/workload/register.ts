@@ -2,30 +2,24 @@
  * The `register` simulation workload: a replicated map of registers over Raft. Client
  * processes read, write and compare-and-set a few keys through random nodes (leaders and
  * followers alike: followers forward writes and confirm reads with ReadIndex). The history
- * is judged by the linearizability checker (register model, one register per key), and
- * white-box invariants are checked after every simulated event:
- * - at most one leader per term;
- * - term never decreases on a node (across restarts), commit never within one incarnation;
- * - applied prefixes are identical everywhere (a hash chain over applied entries);
- * - log matching: two logs with an entry of the same index and term agree before it;
- * - leader completeness: a leader holds every entry committed in an earlier term;
- * - durability: a leader's match index for a follower is in the follower's log.
+ * is judged by the linearizability checker (register model, one register per key), and the
+ * white-box Raft invariants of raft-invariants.ts are checked after every simulated event.
  */
 import { checkHistory } from '../check/linearizability.js';
 import type { HistoryEvent, Value } from '../check/history.js';
 import { registerModel } from '../check/models/register.js';
 import { decode, encode } from '../core/codec.js';
-import { crc32c } from '../core/crc32c.js';
 import { ChorusError, FatalError } from '../core/errors.js';
 import type { NodeId } from '../core/ids.js';
 import type { Env } from '../env/env.js';
 import { RaftDriver, type StateMachine } from '../raft/driver.js';
-import type { ConfChange, RaftBug } from '../raft/raft.js';
+import type { RaftBug } from '../raft/raft.js';
 import type { Entry } from '../raft/types.js';
 import { faultKinds, type FaultKind } from '../sim/nemesis.js';
 import type { SimNode } from '../sim/node.js';
 import type { RunContext, SimWorkload, Verdict } from '../sim/run.js';
 import { RaftStorage } from '../storage/storage.js';
+import { ChainedStateMachine, RaftInvariants } from './raft-invariants.js';
 
 export interface RegisterOptions {
   clients: number;
@@ -63,19 +57,12 @@ const checkerBudgetReads = 100_000;
 
 const survives: readonly FaultKind[] = faultKinds;
 
-/** A map of registers; every applied entry extends a hash chain (for the invariant). */
+/** A map of registers: write and compare-and-set. */
 export class KvStateMachine implements StateMachine {
   values = new Map<string, number>();
-  chain = 0;
-  index = 0;
-
-  constructor(private readonly onApply: (index: number, term: number, chain: number) => void) {}
 
   apply(entries: readonly Entry[]): unknown[] {
     return entries.map((e) => {
-      this.chain = mixChain(this.chain, e.index, e.term, crc32c(e.data));
-      this.index = e.index;
-      this.onApply(e.index, e.term, this.chain);
       if (e.type !== 'normal' || e.data.length === 0) return undefined;
       const command = decode(e.data) as [string, string, number, number?];
       const [op, key, a, b] = command;
@@ -95,22 +82,12 @@ export class KvStateMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    return encode({ values: [...this.values.entries()], chain: this.chain, index: this.index });
+    return encode([...this.values.entries()]);
   }
 
   restore(data: Uint8Array): void {
-    const s = decode(data) as { values: [string, number][]; chain: number; index: number };
-    this.values = new Map(s.values);
-    this.chain = s.chain;
-    this.index = s.index;
+    this.values = new Map(decode(data) as [string, number][]);
   }
-}
-
-function mixChain(chain: number, index: number, term: number, crc: number): number {
-  let h = chain ^ Math.imul(index, 0x9e3779b1);
-  h = Math.imul(h ^ term, 0x85ebca6b) ^ crc;
-  h ^= h >>> 13;
-  return Math.imul(h, 0xc2b2ae35) >>> 0;
 }
 
 export class RegisterNode {
@@ -121,9 +98,9 @@ export class RegisterNode {
     env: Env,
     options: RegisterOptions,
     peers: readonly NodeId[],
-    onApply: KvStateMachine['onApply'],
+    onApply: (index: number, term: number, chain: number) => void,
   ) {
-    this.sm = new KvStateMachine(onApply);
+    this.sm = new KvStateMachine();
     RaftStorage.open(env, 'raft', (error, storage, recovered) => {
       if (error !== undefined || storage === undefined || recovered === undefined) {
         throw new FatalError('cannot open raft storage', { cause: error });
@@ -136,7 +113,7 @@ export class RegisterNode {
         },
         store: storage,
         recovered,
-        stateMachine: this.sm,
+        stateMachine: new ChainedStateMachine(this.sm, onApply),
         tickMs: options.tickMs,
         snapshotEveryEntries: options.snapshotEveryEntries,
         forwardDeadlineMs: options.clientTimeoutMs,
@@ -158,21 +135,7 @@ export function registerWorkload(
   const events: HistoryEvent[] = [];
   let pending = 0;
   let nextProcess = 0;
-  const appliedChain = new Map<number, number>();
-  /** index → [entry term, an upper bound of the term in which it was committed]. */
-  const committed = new Map<number, [number, number]>();
-  const leaders = new Map<number, NodeId>();
-  const lastTerm = new Map<string, number>();
-  const lastCommit = new Map<string, number>();
-  let violation: string | undefined;
-  let nodesRef: SimNode<RegisterNode>[] = [];
-  let lastDeepCheckMs = -Infinity;
-  let membershipChanges = 0;
-
-  const fail = (message: string): void => {
-    violation ??= message;
-    throw new Error(`invariant violated: ${message}`);
-  };
+  const invariants = new RaftInvariants<RegisterNode>();
 
   const record = (
     ctx: Ctx,
@@ -243,181 +206,28 @@ export function registerWorkload(
     );
   };
 
-  /**
-   * The membership nemesis, carried out through whichever node leads: leadership transfers,
-   * demoting a voter to learner, promoting a learner, and joint changes doing both at once.
-   * At least three voters remain. Refusals (a change in flight, no leader) are ignored.
-   */
-  const membershipLoop = (ctx: Ctx, plan: NonNullable<Ctx['plan']['membership']>): void => {
-    ctx.world.after(ctx.random.exponential(plan.meanIntervalMs), () => {
-      if (ctx.phase !== 'safety') return;
-      const leaderNode = ctx.cluster.nodes.find(
-        (n) => n.status === 'up' && n.app?.driver?.node.raft.role === 'leader',
-      );
-      const driver = leaderNode?.app?.driver;
-      if (driver !== undefined) {
-        const raft = driver.node.raft;
-        const voters = [...raft.incoming].sort();
-        const learners = [...raft.learners].sort();
-        const r = ctx.random;
-        try {
-          if (raft.outgoing.size > 0) {
-            // An explicit joint configuration is left by an empty change.
-            driver.proposeConfChange({ changes: [] });
-            membershipChanges++;
-          } else if (r.chance(plan.transferRate)) {
-            const others = voters.filter((v) => v !== raft.id);
-            if (others.length > 0) driver.transferLeader(r.pick(others));
-          } else {
-            const changes: ConfChange['changes'] = [];
-            const demotable = voters.filter((v) => v !== raft.id);
-            const canDemote = voters.length > 3 && demotable.length > 0;
-            if (learners.length > 0 && (!canDemote || r.chance(0.5)))
-              changes.push({ type: 'add-voter', node: r.pick(learners) });
-            if (canDemote && (changes.length === 0 || r.chance(plan.jointRate))) {
-              changes.push({ type: 'add-learner', node: r.pick(demotable) });
-            }
-            if (changes.length > 0) {
-              driver.proposeConfChange({
-                changes,
-                transition: r.chance(plan.jointRate) ? 'joint-explicit' : 'auto',
-              });
-              membershipChanges++;
-            }
-          }
-        } catch (error) {
-          if (!(error instanceof ChorusError)) throw error;
-        }
-      }
-      membershipLoop(ctx, plan);
-    });
-  };
-
-  const checkEvent = (ctx: Ctx): void => {
-    for (const node of nodesRef) {
-      const raft = node.app?.driver?.node.raft;
-      if (node.status !== 'up' || raft === undefined) continue;
-      // Within one incarnation; across a crash the term may fall back to the last durable one
-      // (a term adopted in memory and never persisted promised nothing).
-      const incarnation = `${node.id}/${node.incarnation}`;
-      const previousTerm = lastTerm.get(incarnation) ?? 0;
-      if (raft.term < previousTerm)
-        fail(`${node.id} term went back from ${previousTerm} to ${raft.term}`);
-      lastTerm.set(incarnation, raft.term);
-      if (raft.log.committed < (lastCommit.get(incarnation) ?? 0))
-        fail(`${node.id} commit went back`);
-      lastCommit.set(incarnation, raft.log.committed);
-      if (raft.role === 'leader') {
-        checkMatches(node.id, raft);
-        const other = leaders.get(raft.term);
-        if (other !== undefined && other !== node.id)
-          fail(`two leaders in term ${raft.term}: ${other} and ${node.id}`);
-        leaders.set(raft.term, node.id);
-      }
-    }
-    if (ctx.world.now - lastDeepCheckMs >= 100) {
-      lastDeepCheckMs = ctx.world.now;
-      checkLogs();
-    }
-  };
-
-  /**
-   * Durability: a follower acknowledged entries only once durable, so the leader's match for
-   * it is a lower bound of the follower's log, crashes included.
-   */
-  const checkMatches = (leaderId: NodeId, leader: RaftDriver['node']['raft']): void => {
-    for (const node of nodesRef) {
-      const follower = node.app?.driver?.node.raft;
-      if (node.id === leaderId || node.status !== 'up' || follower === undefined) continue;
-      // A follower that moved to a later term may hold a newer leader's entries.
-      if (follower.term > leader.term) continue;
-      const match = leader.progress.get(node.id)?.match ?? 0;
-      const want = leader.log.term(match);
-      if (match <= follower.log.snapshotIndex || want === undefined) continue;
-      const have = follower.log.term(match);
-      if (have !== want) {
-        fail(
-          `durability: leader ${leaderId} counts ${node.id} as holding entry ${match}, but its log ${have === undefined ? `ends at ${follower.log.lastIndex()}` : `has term ${have} there`}`,
-        );
-      }
-    }
-  };
-
-  const checkLogs = (): void => {
-    const rafts = nodesRef.flatMap((n) =>
-      n.status !== 'crashed' && n.app?.driver ? [[n.id, n.app.driver.node.raft] as const] : [],
-    );
-    // Log matching (§5.3): find the highest index where two logs agree on the term; below it they must be equal.
-    for (let i = 0; i < rafts.length; i++) {
-      for (let j = i + 1; j < rafts.length; j++) {
-        const [ida, a] = rafts[i]!;
-        const [idb, b] = rafts[j]!;
-        const lo = Math.max(a.log.firstIndex(), b.log.firstIndex());
-        let hi = Math.min(a.log.lastIndex(), b.log.lastIndex());
-        while (hi >= lo && a.log.term(hi) !== b.log.term(hi)) hi--;
-        for (let k = hi; k >= lo; k--) {
-          if (a.log.term(k) !== b.log.term(k))
-            fail(`log matching: ${ida} and ${idb} agree at ${hi} but differ at ${k}`);
-        }
-      }
-    }
-    // Leader completeness (§5.4): entries committed in an earlier term are in every leader's log.
-    for (const [id, raft] of rafts) {
-      if (raft.role !== 'leader') continue;
-      for (const [index, [term, commitTerm]] of committed) {
-        if (commitTerm >= raft.term || index < raft.log.firstIndex()) continue;
-        const have = raft.log.term(index);
-        if (have !== term)
-          fail(
-            `leader completeness: leader ${id} (term ${raft.term}) has term ${have} at committed index ${index} (term ${term})`,
-          );
-      }
-    }
-  };
-
   return {
     name: 'register',
     faults: survives,
     livenessMsMax: o.livenessMsMax,
     create(env: Env, node: SimNode<RegisterNode>) {
       const peers = [env.net.self, ...env.net.peers()].sort();
-      return new RegisterNode(env, o, peers, (index, term, chain) => {
-        const expected = appliedChain.get(index);
-        if (expected === undefined) appliedChain.set(index, chain);
-        else if (expected !== chain)
-          fail(`${node.id} applied a different entry at ${index} than another node`);
-        if (!committed.has(index)) {
-          committed.set(index, [term, node.app?.driver?.node.raft.term ?? term]);
-        }
-      });
+      return new RegisterNode(env, o, peers, invariants.onApply(node));
     },
     start(ctx) {
-      nodesRef = ctx.cluster.nodes;
-      ctx.world.afterEvent = () => checkEvent(ctx);
-      if (ctx.plan.membership !== undefined) membershipLoop(ctx, ctx.plan.membership);
+      invariants.start(ctx);
       for (let p = 0; p < o.clients; p++) {
         const process = nextProcess++;
         ctx.world.after(ctx.random.exponential(o.thinkMsMean), () => runClient(ctx, process));
       }
     },
     converged(ctx) {
-      if (pending > 0) return false;
-      const drivers: RaftDriver[] = [];
-      for (const node of ctx.cluster.nodes) {
-        if (node.status !== 'up' || node.app?.driver === undefined) return false;
-        drivers.push(node.app.driver);
-      }
-      const leader = drivers.find((d) => d.node.raft.role === 'leader');
-      if (leader === undefined) return false;
-      const log = leader.node.raft.log;
-      if (log.term(log.committed) !== leader.node.raft.term || log.committed < log.lastIndex())
-        return false;
-      return drivers.every((d) => d.appliedIndex >= log.committed);
+      return pending === 0 && invariants.converged(ctx);
     },
     check(ctx): Verdict {
-      ctx.world.afterEvent = undefined;
+      invariants.stop(ctx);
       const problems: string[] = [];
-      if (violation !== undefined) problems.push(violation);
+      if (invariants.violation !== undefined) problems.push(invariants.violation);
       let checkerClockReads = 0;
       const result = checkHistory(
         { source: 'register workload', timeUnit: 'ns', events },
@@ -440,13 +250,12 @@ export function registerWorkload(
       }
       const ops = events.filter((e) => e.type !== 'invoke');
       const count = (t: string): number => ops.filter((e) => e.type === t).length;
-      const leaderTerms = leaders.size;
       return {
         ok: problems.length === 0,
         problems,
         summary: [
           `operations: ${count('ok')} ok, ${count('fail')} failed, ${count('info')} indeterminate; history ${result.verdict}`,
-          `leaders elected: ${leaderTerms} terms; entries applied: ${appliedChain.size}; membership changes proposed: ${membershipChanges}`,
+          `leaders elected: ${invariants.leaderTerms} terms; entries applied: ${invariants.entriesApplied}; membership changes proposed: ${invariants.membershipChanges}`,
         ],
       };
     },
