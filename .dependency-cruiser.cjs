@@ -53,6 +53,14 @@ module.exports = {
       'kv',
     ]),
     {
+      name: 'layer-server',
+      comment:
+        'server/ is the node process: it may wire every layer together, but the simulator and the workloads are test machinery',
+      severity: 'error',
+      from: { path: '^src/server/' },
+      to: { path: '^src/(sim|workload)/' },
+    },
+    {
       name: 'protocols-not-node-env',
       comment: 'protocol code sees only the Env interface, never its Node.js implementation',
       severity: 'error',
