@@ -1,7 +1,7 @@
 // Leases: the replicated table and the leader's clock (src/kv/lease.ts), in isolation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KvError } from '../src/kv/errors.js';
+import type { KvError } from '../src/kv/errors.js';
 import { LeaseClock, LeaseTable } from '../src/kv/lease.js';
 
 const options = { stallMs: 5000, revokesPerTick: 2, revokeRetryMs: 500, checkpointDriftMs: 1000 };
