@@ -40,7 +40,7 @@ module.exports = {
         pathNot: ['^src/storage/', '^src/core/', '^src/env/', '^src/raft/types\\.ts$'],
       },
     },
-    layer('kv', ['core', 'raft']),
+    layer('kv', ['core', 'env', 'transport', 'raft']),
     layer('workload', [
       'core',
       'check',
