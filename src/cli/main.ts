@@ -6,6 +6,8 @@ import { Command, CommanderError } from 'commander';
 import { registerStart } from './start.js';
 import { registerSim } from './sim.js';
 import { registerCheck } from './check.js';
+import { registerServer } from './server.js';
+import { registerDev } from './dev.js';
 import type { CliContext } from './context.js';
 
 export async function main(
@@ -27,6 +29,8 @@ export async function main(
   registerStart(program, ctx);
   registerSim(program, ctx);
   registerCheck(program, ctx);
+  registerServer(program, ctx);
+  registerDev(program, ctx);
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (error) {

@@ -1,25 +1,17 @@
-/** `chorus start`: the main job. The local cluster arrives with the KV issue; until then it says what exists. */
+/**
+ * `chorus start` (what `npm start` runs): the main job, a local 3-member cluster. The same
+ * as `chorus dev --nodes 3`; see dev.ts.
+ */
 import type { Command } from 'commander';
 import type { CliContext } from './context.js';
+import { runDevCluster } from './dev.js';
 
 export function registerStart(program: Command, ctx: CliContext): void {
   program
     .command('start')
-    .description('start a local cluster (not yet: prints what exists)')
-    .action(() => {
-      for (const line of [
-        'Chorus — what exists today:',
-        '  chorus sim     deterministic cluster simulator with fault injection; workloads:',
-        '                   register   a map of registers over Raft, judged for linearizability',
-        '                   broadcast  gossip broadcast, judged by the set-full checker',
-        '                 e.g. npx chorus sim --workload register --seed 42 --nemesis all',
-        '                      npx chorus sim --workload register --seeds 1..200 --duration 10s',
-        '  chorus check   linearizability checker for recorded histories, with an HTML report',
-        '                 e.g. npx chorus check history.jsonl --model register --html report.html',
-        '  npm test       typecheck, lint, unit, transcript, loopback and simulation tests',
-        '  npm run bench  simulator, transport, checker and Raft benchmarks',
-        'The local multi-node cluster (npm start) arrives with the KV and server issues.',
-      ])
-        ctx.out(line);
+    .description('start a local 3-member cluster on 127.0.0.1 (chorus dev --nodes 3) until Ctrl-C')
+    .option('--data-dir <dir>', 'where each member keeps its data and log', '.chorus-dev')
+    .action(async (options: { dataDir: string }) => {
+      ctx.exitCode = await runDevCluster(3, options.dataDir, false, ctx);
     });
 }

@@ -1,0 +1,210 @@
+/**
+ * `chorus dev --nodes N`: a local cluster of N `chorus server` child processes on
+ * 127.0.0.1, laid out like etcd's local Procfile (infra1 on 2379/2380, infra2 on
+ * 22379/22380, infra3 on 32379/32380, …), with data and logs under ./.chorus-dev/. It waits
+ * until every member knows the leader, prints the endpoints and example commands, and on
+ * Ctrl-C stops every node gracefully (SIGTERM, then SIGKILL for one that hangs).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import type { CliContext } from './context.js';
+
+/** etcd's Procfile ports go 2379, 22379, 32379: the sixth member is the last that fits. */
+export const devNodesMax = 6;
+const leaderWaitMs = 30_000;
+const stopWaitMs = 10_000;
+const pollMs = 200;
+
+export interface DevMember {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+}
+
+export function devMembers(nodes: number): DevMember[] {
+  return Array.from({ length: nodes }, (_, i) => ({
+    name: `infra${i + 1}`,
+    clientPort: i === 0 ? 2379 : (i + 1) * 10_000 + 2379,
+    peerPort: i === 0 ? 2380 : (i + 1) * 10_000 + 2380,
+  }));
+}
+
+interface DevOptions {
+  nodes: string;
+  dataDir: string;
+  clean?: boolean;
+}
+
+export function registerDev(program: Command, ctx: CliContext): void {
+  program
+    .command('dev')
+    .description('run a local cluster of chorus server processes on 127.0.0.1 until Ctrl-C')
+    .option('--nodes <n>', `members, 1 to ${devNodesMax}`, '3')
+    .option('--data-dir <dir>', 'where each member keeps its data and log', '.chorus-dev')
+    .option('--clean', 'remove the data of a previous run first')
+    .action(async (options: DevOptions) => {
+      const nodes = Number(options.nodes);
+      if (!Number.isInteger(nodes) || nodes < 1 || nodes > devNodesMax) {
+        ctx.err(`chorus dev: --nodes must be 1 to ${devNodesMax}`);
+        ctx.exitCode = 2;
+        return;
+      }
+      ctx.exitCode = await runDevCluster(nodes, options.dataDir, options.clean === true, ctx);
+    });
+}
+
+/** The `chorus` launcher next to the compiled CLI (dist/src/cli → bin/chorus.js). */
+function chorusBin(): string {
+  return fileURLToPath(new URL('../../../bin/chorus.js', import.meta.url));
+}
+
+export async function runDevCluster(
+  nodes: number,
+  dataDir: string,
+  clean: boolean,
+  ctx: CliContext,
+): Promise<number> {
+  const members = devMembers(nodes);
+  const root = resolve(dataDir);
+  if (clean) fs.rmSync(root, { recursive: true, force: true });
+  fs.mkdirSync(root, { recursive: true });
+  const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+  const endpoints = members.map((m) => `127.0.0.1:${m.clientPort}`).join(',');
+  const children = new Map<string, ChildProcess>();
+  let stopping = false;
+  const exited = new Map<string, number | string>();
+
+  for (const m of members) {
+    const logPath = join(root, `${m.name}.log`);
+    const logFd = fs.openSync(logPath, 'a');
+    const child = spawn(
+      process.execPath,
+      [
+        chorusBin(),
+        'server',
+        '--name',
+        m.name,
+        '--data-dir',
+        join(root, m.name),
+        '--listen-client-urls',
+        `http://127.0.0.1:${m.clientPort}`,
+        '--advertise-client-urls',
+        `http://127.0.0.1:${m.clientPort}`,
+        '--listen-peer-urls',
+        `http://127.0.0.1:${m.peerPort}`,
+        '--initial-cluster',
+        initialCluster,
+        '--initial-cluster-state',
+        'new',
+      ],
+      { stdio: ['ignore', logFd, logFd] },
+    );
+    fs.closeSync(logFd);
+    children.set(m.name, child);
+    child.on('exit', (code, signal) => {
+      exited.set(m.name, code ?? signal ?? 'unknown');
+      if (!stopping)
+        ctx.err(
+          `${m.name} exited (${code ?? signal}) — its log: ${logPath}${code === 1 ? ' (last lines below)' : ''}`,
+        );
+      if (!stopping && code === 1) for (const line of tail(logPath, 5)) ctx.err(`  ${line}`);
+    });
+  }
+
+  const stopAll = async (): Promise<void> => {
+    stopping = true;
+    for (const child of children.values()) if (child.exitCode === null) child.kill('SIGTERM');
+    const deadline = Date.now() + stopWaitMs;
+    while ([...children.values()].some((c) => c.exitCode === null && c.signalCode === null)) {
+      if (Date.now() > deadline) {
+        for (const c of children.values()) if (c.exitCode === null) c.kill('SIGKILL');
+        break;
+      }
+      await sleep(50);
+    }
+  };
+
+  const interrupted = new Promise<void>((done) => {
+    process.once('SIGINT', () => done());
+    process.once('SIGTERM', () => done());
+  });
+  let signalled = false;
+  void interrupted.then(() => (signalled = true));
+
+  const leader = await waitForLeader(members, () => signalled || exited.size > 0);
+  if (leader === undefined) {
+    ctx.err(
+      signalled
+        ? 'interrupted before the cluster elected a leader'
+        : `the cluster did not elect a leader${exited.size > 0 ? ' (a member exited)' : ` within ${leaderWaitMs / 1000} s`}; logs in ${root}`,
+    );
+    await stopAll();
+    return signalled ? 0 : 1;
+  }
+  ctx.out(`Chorus: a ${nodes}-member cluster is serving (leader ${leader}).`);
+  ctx.out('');
+  ctx.out('  member   client (gRPC + JSON + /health + /metrics)   peer');
+  for (const m of members)
+    ctx.out(
+      `  ${m.name.padEnd(8)} http://127.0.0.1:${String(m.clientPort).padEnd(29)} http://127.0.0.1:${m.peerPort}`,
+    );
+  ctx.out('');
+  ctx.out(`  data and logs: ${root}`);
+  ctx.out('');
+  ctx.out('Try:');
+  ctx.out(`  etcdctl --endpoints=${endpoints} put greeting hello`);
+  ctx.out(`  etcdctl --endpoints=${endpoints} get greeting -w json`);
+  ctx.out(
+    `  curl -s -X POST http://127.0.0.1:${members[0]!.clientPort}/v3/kv/range -d '{"key":"Z3JlZXRpbmc="}'`,
+  );
+  ctx.out(
+    `  (npx chorus sim / npx chorus check work offline; etcdctl endpoint status -w table too)`,
+  );
+  ctx.out('');
+  ctx.out('Ctrl-C stops every member.');
+  await interrupted;
+  ctx.out('stopping…');
+  await stopAll();
+  const codes = members.map((m) => `${m.name}: ${String(exited.get(m.name) ?? 'running')}`);
+  ctx.out(`stopped (${codes.join(', ')})`);
+  return 0;
+}
+
+async function waitForLeader(
+  members: DevMember[],
+  abandon: () => boolean,
+): Promise<string | undefined> {
+  const deadline = Date.now() + leaderWaitMs;
+  while (Date.now() < deadline && !abandon()) {
+    const leaders = await Promise.all(members.map((m) => healthLeader(m.clientPort)));
+    const first = leaders[0];
+    if (first !== undefined && first !== '' && leaders.every((l) => l === first)) return first;
+    await sleep(pollMs);
+  }
+  return undefined;
+}
+
+async function healthLeader(port: number): Promise<string | undefined> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/health`, {
+      signal: AbortSignal.timeout(1000),
+    });
+    const body = (await response.json()) as { leader?: unknown; mode?: unknown };
+    return body.mode === 'serving' && typeof body.leader === 'string' ? body.leader : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function tail(path: string, lines: number): string[] {
+  try {
+    return fs.readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines);
+  } catch {
+    return [];
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,312 @@
+/**
+ * The node's configuration, in etcd's vocabulary: the same flag names, the same meaning,
+ * the same defaults where they make sense. Each setting can come from a command-line flag,
+ * a `CHORUS_*` environment variable or a YAML/JSON config file (keys are the flag names), in
+ * that order of precedence, then the default. One table below defines every setting once,
+ * for the parser, for `--help` and for docs/server.md.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { isNodeId } from '../core/ids.js';
+import {
+  electionTimeoutMsDefault,
+  heartbeatIntervalMsDefault,
+  maxRequestBytesDefault,
+  snapshotCountDefault,
+} from './constants.js';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface ClusterMember {
+  name: string;
+  peerUrl: string;
+  host: string;
+  port: number;
+}
+
+export interface ServerConfig {
+  name: string;
+  dataDir: string;
+  listenPeer: { host: string; port: number };
+  listenClient: { host: string; port: number }[];
+  advertiseClientUrls: string[];
+  initialCluster: ClusterMember[];
+  initialClusterState: 'new' | 'existing';
+  initialClusterToken: string;
+  heartbeatIntervalMs: number;
+  electionTimeoutMs: number;
+  snapshotCount: number;
+  maxRequestBytes: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+/** One setting: its flag, what it means, and its default (which may depend on the name). */
+export interface Setting {
+  flag: string;
+  value: string;
+  description: string;
+  default: (name: string) => string;
+}
+
+export const settings: readonly Setting[] = [
+  {
+    flag: 'name',
+    value: 'name',
+    description: "this member's name, unique in the cluster; also its Raft node id",
+    default: () => 'default',
+  },
+  {
+    flag: 'data-dir',
+    value: 'dir',
+    description: 'where the WAL, snapshots, the format version and the lock live',
+    default: (name) => `${name}.chorus`,
+  },
+  {
+    flag: 'listen-peer-urls',
+    value: 'url',
+    description: 'the one URL to listen on for other members (http://host:port)',
+    default: () => 'http://localhost:2380',
+  },
+  {
+    flag: 'listen-client-urls',
+    value: 'urls',
+    description:
+      'comma-separated URLs to listen on for clients: gRPC and the JSON gateway share each port',
+    default: () => 'http://localhost:2379',
+  },
+  {
+    flag: 'advertise-client-urls',
+    value: 'urls',
+    description: "comma-separated client URLs this member tells others (MemberList's clientURLs)",
+    default: () => 'http://localhost:2379',
+  },
+  {
+    flag: 'initial-cluster',
+    value: 'name=url,…',
+    description: "every member of the cluster and its peer URL, this one's included",
+    default: (name) => `${name}=http://localhost:2380`,
+  },
+  {
+    flag: 'initial-cluster-state',
+    value: 'new|existing',
+    description:
+      "'new' for a member of a cluster being created; 'existing' for a member (re)joining one whose configuration already lists it",
+    default: () => 'new',
+  },
+  {
+    flag: 'initial-cluster-token',
+    value: 'token',
+    description:
+      'distinguishes clusters with the same member names; member and cluster ids derive from it',
+    default: () => 'etcd-cluster',
+  },
+  {
+    flag: 'heartbeat-interval',
+    value: 'ms',
+    description: 'milliseconds between leader heartbeats (one Raft tick)',
+    default: () => String(heartbeatIntervalMsDefault),
+  },
+  {
+    flag: 'election-timeout',
+    value: 'ms',
+    description:
+      'milliseconds without a leader before a follower campaigns (a multiple of the heartbeat)',
+    default: () => String(electionTimeoutMsDefault),
+  },
+  {
+    flag: 'snapshot-count',
+    value: 'n',
+    description: 'applied entries between snapshots (after which the log is compacted)',
+    default: () => String(snapshotCountDefault),
+  },
+  {
+    flag: 'max-request-bytes',
+    value: 'bytes',
+    description: 'largest client request; larger ones are refused (etcd: request is too large)',
+    default: () => String(maxRequestBytesDefault),
+  },
+  {
+    flag: 'log-level',
+    value: 'level',
+    description: 'debug, info, warn or error (JSON lines on stderr)',
+    default: () => process.env['CHORUS_LOG'] ?? 'info',
+  },
+];
+
+/** `data-dir` → `CHORUS_DATA_DIR`. */
+export const envName = (flag: string): string => `CHORUS_${flag.toUpperCase().replace(/-/g, '_')}`;
+
+/** `data-dir` → `dataDir`, as commander names parsed flags. */
+export const camelName = (flag: string): string =>
+  flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** Settings given as text, by flag name. */
+export type RawSettings = Partial<Record<string, string>>;
+
+/** Reads a config file: a YAML or JSON mapping from flag names to values. */
+export function readConfigFile(path: string): RawSettings {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read --config-file ${path}: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    // YAML is a superset of JSON, so one parser reads both.
+    parsed = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(
+      `--config-file ${path} is not valid YAML or JSON: ${(error as Error).message}`,
+    );
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new ConfigError(`--config-file ${path} must hold a mapping of setting names to values`);
+  const known = new Set(settings.map((s) => s.flag));
+  const raw: RawSettings = {};
+  for (const [key, value] of Object.entries(parsed)) {
+    if (!known.has(key))
+      throw new ConfigError(
+        `--config-file ${path}: unknown setting ${JSON.stringify(key)} (known: ${[...known].join(', ')})`,
+      );
+    if (Array.isArray(value) && value.every((v) => typeof v === 'string' || typeof v === 'number'))
+      raw[key] = value.join(',');
+    else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+      raw[key] = String(value);
+    else throw new ConfigError(`--config-file ${path}: ${key} must be a string, number or list`);
+  }
+  return raw;
+}
+
+/** The settings from CHORUS_* variables of `env`. */
+export function fromEnvironment(env: NodeJS.ProcessEnv): RawSettings {
+  const raw: RawSettings = {};
+  for (const s of settings) {
+    const value = env[envName(s.flag)];
+    if (value !== undefined && value !== '') raw[s.flag] = value;
+  }
+  return raw;
+}
+
+/** Flags beat environment variables, which beat the config file; then the defaults. */
+export function resolveConfig(
+  flags: RawSettings,
+  environment: RawSettings,
+  file: RawSettings,
+): ServerConfig {
+  const given = (flag: string): string | undefined =>
+    flags[flag] ?? environment[flag] ?? file[flag];
+  const name = given('name') ?? 'default';
+  const get = (flag: string): string => {
+    const setting = settings.find((s) => s.flag === flag)!;
+    return given(flag) ?? setting.default(name);
+  };
+  if (!isNodeId(name))
+    throw new ConfigError(`--name ${JSON.stringify(name)}: use 1-64 of [A-Za-z0-9_.-]`);
+  const peerUrls = urlList(get('listen-peer-urls'), 'listen-peer-urls');
+  if (peerUrls.length !== 1)
+    throw new ConfigError('--listen-peer-urls: Chorus listens for peers on exactly one URL');
+  const initialCluster = parseInitialCluster(get('initial-cluster'));
+  if (!initialCluster.some((m) => m.name === name))
+    throw new ConfigError(
+      `--initial-cluster does not list this member's name ${JSON.stringify(name)}`,
+    );
+  const state = get('initial-cluster-state');
+  if (state !== 'new' && state !== 'existing')
+    throw new ConfigError(
+      `--initial-cluster-state must be 'new' or 'existing', not ${JSON.stringify(state)}`,
+    );
+  const heartbeatIntervalMs = positiveInteger(get('heartbeat-interval'), 'heartbeat-interval');
+  const electionTimeoutMs = positiveInteger(get('election-timeout'), 'election-timeout');
+  if (electionTimeoutMs < 5 * heartbeatIntervalMs)
+    throw new ConfigError(
+      `--election-timeout (${electionTimeoutMs} ms) must be at least 5 heartbeats (${5 * heartbeatIntervalMs} ms)`,
+    );
+  const logLevel = get('log-level');
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel))
+    throw new ConfigError(
+      `--log-level must be debug, info, warn or error, not ${JSON.stringify(logLevel)}`,
+    );
+  const dataDir = get('data-dir');
+  if (dataDir.trim() === '') throw new ConfigError('--data-dir must not be empty');
+  return {
+    name,
+    dataDir,
+    listenPeer: peerUrls[0]!,
+    listenClient: urlList(get('listen-client-urls'), 'listen-client-urls'),
+    advertiseClientUrls: urlList(get('advertise-client-urls'), 'advertise-client-urls').map(
+      (u) => u.url,
+    ),
+    initialCluster,
+    initialClusterState: state,
+    initialClusterToken: get('initial-cluster-token'),
+    heartbeatIntervalMs,
+    electionTimeoutMs,
+    snapshotCount: positiveInteger(get('snapshot-count'), 'snapshot-count'),
+    maxRequestBytes: positiveInteger(get('max-request-bytes'), 'max-request-bytes'),
+    logLevel: logLevel as ServerConfig['logLevel'],
+  };
+}
+
+function positiveInteger(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n <= 0)
+    throw new ConfigError(`--${flag} must be a positive integer, not ${JSON.stringify(text)}`);
+  return n;
+}
+
+/** `http://host:port` → host and port. TLS (https) is not supported yet. */
+export function parseUrl(text: string, flag: string): { url: string; host: string; port: number } {
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    throw new ConfigError(`--${flag}: ${JSON.stringify(text)} is not a URL (use http://host:port)`);
+  }
+  if (url.protocol === 'https:')
+    throw new ConfigError(`--${flag}: ${text}: TLS is not supported yet; use http://`);
+  if (url.protocol !== 'http:') throw new ConfigError(`--${flag}: ${text}: use http://host:port`);
+  const port = Number(url.port);
+  if (url.port === '' || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new ConfigError(`--${flag}: ${text} names no port`);
+  // URL keeps IPv6 hosts in brackets; net.listen wants them bare.
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  return { url: `http://${url.host}`, host, port };
+}
+
+function urlList(text: string, flag: string): { url: string; host: string; port: number }[] {
+  const parts = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (parts.length === 0) throw new ConfigError(`--${flag} names no URL`);
+  return parts.map((p) => parseUrl(p, flag));
+}
+
+export function parseInitialCluster(text: string): ClusterMember[] {
+  const members: ClusterMember[] = [];
+  for (const part of text.split(',').map((s) => s.trim())) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    if (eq <= 0)
+      throw new ConfigError(
+        `--initial-cluster: ${JSON.stringify(part)} is not name=http://host:port`,
+      );
+    const name = part.slice(0, eq);
+    if (!isNodeId(name))
+      throw new ConfigError(
+        `--initial-cluster: member name ${JSON.stringify(name)}: use 1-64 of [A-Za-z0-9_.-]`,
+      );
+    if (members.some((m) => m.name === name))
+      throw new ConfigError(
+        `--initial-cluster names ${name} twice (Chorus takes one peer URL per member)`,
+      );
+    const { url, host, port } = parseUrl(part.slice(eq + 1), 'initial-cluster');
+    members.push({ name, peerUrl: url, host, port });
+  }
+  if (members.length === 0) throw new ConfigError('--initial-cluster names no member');
+  return members;
+}

@@ -1,0 +1,63 @@
+/**
+ * Limits and defaults of the node process, named with units last. etcd's own defaults are
+ * used where a client or an operator would notice the difference.
+ */
+
+/** The version Status reports: etcd clients compare it to decide which features to use. */
+export const etcdVersion = '3.5.0';
+
+/** The data directory format this binary writes and reads. */
+export const dataDirFormatVersion = 1;
+
+/** etcd's --heartbeat-interval and --election-timeout defaults. */
+export const heartbeatIntervalMsDefault = 100;
+export const electionTimeoutMsDefault = 1000;
+
+/** etcd's --snapshot-count default (entries applied between snapshots). */
+export const snapshotCountDefault = 100_000;
+
+/** etcd's --max-request-bytes default; kv refuses larger commands the same way. */
+export const maxRequestBytesDefault = 1.5 * 1024 * 1024;
+/** What a gRPC message may carry beyond the request itself (etcd's grpcOverheadBytes). */
+export const grpcOverheadBytes = 512 * 1024;
+
+/**
+ * A request that has not completed by then fails with "etcdserver: request timed out", as
+ * etcd's does after 5 s plus two election timeouts.
+ */
+export const requestTimeoutMsBase = 5_000;
+
+/** A proposal or read forwarded to the leader. */
+export const forwardDeadlineMs = 3_000;
+
+/** Watch streams and keep-alive streams one node holds at once; more are refused. */
+export const streamsMax = 10_000;
+/** Watchers on one watch stream. */
+export const watchersPerStreamMax = 1_000;
+/** Keep-alives of one stream waiting for the leader at once; more end the stream. */
+export const keepAlivesPendingPerStreamMax = 1_000;
+
+/** Bytes of one JSON gateway request body (a streaming body: of one JSON value in it). */
+export const gatewayBodyBytesMax = maxRequestBytesDefault + grpcOverheadBytes;
+/** JSON values one streaming gateway request may carry (watch and keep-alive). */
+export const gatewayStreamMessagesMax = 10_000;
+/** A connection that has not said whether it is gRPC or HTTP/1 by then is closed. */
+export const protocolSniffTimeoutMs = 10_000;
+
+/** Client connections held at once on the client port. */
+export const clientConnectionsMax = 10_000;
+
+/** How often the node samples Raft for metrics, the operating mode and leader changes. */
+export const observeEveryMs = 100;
+
+/** How long a MemberList waits for a peer to tell its client URLs. */
+export const memberInfoDeadlineMs = 500;
+
+/** How long MoveLeader waits for the transferee to take over. */
+export const moveLeaderTimeoutMs = 5_000;
+
+/** A graceful stop that has not finished by then exits anyway (non-zero). */
+export const shutdownGraceMs = 5_000;
+
+/** Status reports the size of the data directory; walking it is bounded. */
+export const dataDirFilesScannedMax = 10_000;

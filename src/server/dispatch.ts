@@ -1,0 +1,138 @@
+/**
+ * One door for every client request, whichever protocol brought it: finds the handler,
+ * turns any error into a status, counts and times the request, and keeps the open streams
+ * so a stopping server can end them. A handler that throws something other than a
+ * StatusError or ChorusError has a bug: the request gets INTERNAL, the error is logged, and
+ * the node keeps serving everyone else.
+ */
+import { status as Status } from '@grpc/grpc-js';
+import { describeError } from '../core/errors.js';
+import type { Logger } from '../env/env.js';
+import type { Wire } from './convert.js';
+import { toStatus, unimplemented, type GrpcStatus } from './errors.js';
+import type { ServerMetrics } from './metrics.js';
+import { unaryHandlers, writeMethods, type Reply, type ServiceContext } from './service.js';
+import { KeepAliveStream, WatchStream, type RequestStream, type StreamSink } from './streams.js';
+import { streamsMax } from './constants.js';
+import { StatusError } from './errors.js';
+
+export type Protocol = 'grpc' | 'http';
+
+/** The bidirectional streams by "Service.Method". */
+export const streamMethods = ['Watch.Watch', 'Lease.LeaseKeepAlive'] as const;
+export type StreamMethod = (typeof streamMethods)[number];
+
+export class Dispatcher {
+  private readonly open = new Set<StreamSink>();
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly metrics: ServerMetrics,
+    private readonly log: Logger,
+    private readonly now: () => number,
+  ) {}
+
+  unary(method: string, protocol: Protocol, request: Wire, reply: Reply): void {
+    const started = this.now();
+    let answered = false;
+    const finish: Reply = (error, response) => {
+      if (answered) return;
+      answered = true;
+      const status = error === undefined ? undefined : this.statusOf(method, error);
+      this.record(method, protocol, status, started);
+      if (status === undefined) reply(undefined, response);
+      else reply(new StatusError(status.code, status.details));
+    };
+    const handler = unaryHandlers[method];
+    if (handler === undefined) return finish(unimplemented(method));
+    try {
+      handler(this.ctx, request, finish);
+    } catch (error) {
+      finish(error);
+    }
+  }
+
+  /** Opens a stream; the caller feeds it requests and closes it when the client goes. */
+  stream(
+    method: StreamMethod,
+    protocol: Protocol,
+    sink: StreamSink,
+    idle?: () => void,
+  ): RequestStream {
+    if (this.open.size >= streamsMax) {
+      sink.end(new StatusError(Status.RESOURCE_EXHAUSTED, 'etcdserver: too many streams'));
+      return { request() {}, close() {} };
+    }
+    const kind = method === 'Watch.Watch' ? 'watch' : 'keepalive';
+    this.metrics.requests.inc({ method, protocol, code: 'stream' });
+    this.metrics.streams.inc({ kind });
+    let closed = false;
+    // Set once the stream exists; `close` may run before (a constructor ending the sink).
+    const holder: { stream?: RequestStream } = {};
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      this.open.delete(tracked);
+      this.metrics.streams.dec({ kind });
+      holder.stream?.close();
+    };
+    const tracked: StreamSink = {
+      write: (message) => (closed ? true : sink.write(message)),
+      onDrain: (fn) => sink.onDrain(fn),
+      end: (error) => {
+        if (closed) return;
+        if (error !== undefined) this.statusOf(method, error);
+        close();
+        sink.end(error);
+      },
+    };
+    this.open.add(tracked);
+    const opened: RequestStream =
+      method === 'Watch.Watch'
+        ? new WatchStream(this.ctx, tracked)
+        : new KeepAliveStream(this.ctx, tracked, idle);
+    holder.stream = opened;
+    return {
+      request: (message) => {
+        if (closed) return;
+        try {
+          opened.request(message);
+        } catch (error) {
+          tracked.end(error);
+        }
+      },
+      close,
+    };
+  }
+
+  /** Ends every open stream with `error` (the server is stopping). */
+  endStreams(error: unknown): void {
+    for (const sink of [...this.open]) sink.end(error);
+    this.open.clear();
+  }
+
+  private statusOf(method: string, error: unknown): GrpcStatus {
+    const status = toStatus(error);
+    if (status.code === Status.INTERNAL)
+      this.log.error('request failed with an unexpected error', {
+        method,
+        error: describeError(error),
+      });
+    return status;
+  }
+
+  private record(
+    method: string,
+    protocol: Protocol,
+    status: GrpcStatus | undefined,
+    startedMs: number,
+  ): void {
+    const code = Status[status?.code ?? Status.OK];
+    this.metrics.requests.inc({ method, protocol, code });
+    this.metrics.requestSeconds.observe({ method, protocol }, (this.now() - startedMs) / 1000);
+    if (!writeMethods.has(method)) return;
+    if (status === undefined) this.metrics.proposalsCommitted.inc();
+    else if (status.code === Status.UNAVAILABLE || status.code === Status.RESOURCE_EXHAUSTED)
+      this.metrics.proposalsFailed.inc({ code });
+  }
+}

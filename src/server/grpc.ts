@@ -1,0 +1,117 @@
+/**
+ * The etcd v3 gRPC services on @grpc/grpc-js. Every method of the six services declared in
+ * proto/ gets a handler: the implemented ones go through the Dispatcher, the rest (Auth,
+ * Snapshot, membership changes) answer UNIMPLEMENTED with a message saying so.
+ *
+ * grpc-js does not listen itself: the client listener (listener.ts) hands it the sockets
+ * that speak HTTP/2, through a connection injector, so gRPC and the JSON gateway share the
+ * client port as they do in etcd.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { PackageDefinition, ServiceDefinition } from '@grpc/proto-loader';
+import type { Socket } from 'node:net';
+import type { Wire } from './convert.js';
+import { streamMethods, type Dispatcher, type StreamMethod } from './dispatch.js';
+import { toStatus, unimplemented } from './errors.js';
+import { etcdServiceNames } from './proto.js';
+import type { StreamSink } from './streams.js';
+
+export interface GrpcOptions {
+  /** Largest message a client may send (etcd: --max-request-bytes plus gRPC overhead). */
+  receiveBytesMax: number;
+}
+
+export class GrpcFront {
+  private readonly server: grpc.Server;
+  private readonly injector: ReturnType<grpc.Server['createConnectionInjector']>;
+
+  constructor(
+    definition: PackageDefinition,
+    private readonly dispatcher: Dispatcher,
+    options: GrpcOptions,
+  ) {
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': options.receiveBytesMax,
+      // etcd's server keepalive enforcement: clients may ping every 5 s.
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    });
+    for (const service of etcdServiceNames) {
+      const def = definition[`etcdserverpb.${service}`] as ServiceDefinition;
+      this.server.addService(def, this.implement(service, def));
+    }
+    this.injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  }
+
+  /** A socket whose first bytes are the HTTP/2 preface. */
+  inject(socket: Socket): void {
+    this.injector.injectConnection(socket);
+  }
+
+  /** Closes every gRPC connection; in-flight calls must have been answered or failed first. */
+  close(): void {
+    this.injector.destroy();
+    this.server.forceShutdown();
+  }
+
+  private implement(service: string, def: ServiceDefinition): grpc.UntypedServiceImplementation {
+    const implementation: grpc.UntypedServiceImplementation = {};
+    for (const [name, method] of Object.entries(def)) {
+      const full = `${service}.${name}`;
+      if (method.requestStream && method.responseStream && isStreamMethod(full)) {
+        implementation[name] = (call: grpc.ServerDuplexStream<Wire, Wire>) =>
+          this.duplex(full, call);
+      } else if (!method.requestStream && !method.responseStream) {
+        implementation[name] = (
+          call: grpc.ServerUnaryCall<Wire, Wire>,
+          callback: grpc.sendUnaryData<Wire>,
+        ) =>
+          this.dispatcher.unary(full, 'grpc', call.request, (error, response) => {
+            if (error === undefined) return callback(null, response);
+            const status = toStatus(error);
+            callback({ code: status.code, details: status.details });
+          });
+      } else {
+        // Maintenance.Snapshot (server stream): not yet.
+        implementation[name] = (call: grpc.ServerWritableStream<Wire, Wire>) => {
+          const status = toStatus(unimplemented(full));
+          call.emit('error', { code: status.code, details: status.details });
+        };
+      }
+    }
+    return implementation;
+  }
+
+  private duplex(method: StreamMethod, call: grpc.ServerDuplexStream<Wire, Wire>): void {
+    let ended = false;
+    const sink: StreamSink = {
+      write: (message) => (ended ? true : call.write(message)),
+      onDrain: (fn) => call.on('drain', fn),
+      end: (error) => {
+        if (ended) return;
+        ended = true;
+        if (error === undefined) return void call.end();
+        const status = toStatus(error);
+        call.emit('error', { code: status.code, details: status.details });
+      },
+    };
+    const stream = this.dispatcher.stream(method, 'grpc', sink);
+    call.on('data', (message: Wire) => stream.request(message));
+    // The client half-closed: etcd ends the stream then too.
+    call.on('end', () => {
+      stream.close();
+      sink.end();
+    });
+    const gone = (): void => {
+      ended = true;
+      stream.close();
+    };
+    call.on('cancelled', gone);
+    call.on('close', gone);
+    call.on('error', gone);
+  }
+}
+
+function isStreamMethod(name: string): name is StreamMethod {
+  return (streamMethods as readonly string[]).includes(name);
+}

@@ -1,0 +1,83 @@
+/**
+ * One client port for gRPC and HTTP/1.1, as etcd serves both on its client URL with cmux.
+ *
+ * A gRPC client opens its connection with the HTTP/2 preface ("PRI * HTTP/2.0…"); every
+ * HTTP/1.1 request starts with a method name, and none is "PRI". The listener reads the
+ * first four bytes of each connection, puts them back (`unshift`) and hands the socket
+ * either to grpc-js (through its connection injector) or to a node:http server. A
+ * connection that sends nothing within the sniff timeout is closed.
+ */
+import * as net from 'node:net';
+import { clientConnectionsMax, protocolSniffTimeoutMs } from './constants.js';
+
+const http2Preface = Buffer.from('PRI ');
+
+export interface ProtocolRoutes {
+  grpc: (socket: net.Socket) => void;
+  http: (socket: net.Socket) => void;
+}
+
+export interface ClientListener {
+  readonly port: number;
+  /** Stops accepting; open connections are the routes' to close. */
+  close(done: () => void): void;
+}
+
+export function listenClients(
+  address: { host: string; port: number },
+  routes: ProtocolRoutes,
+  done: (error: Error | undefined, listener: ClientListener | undefined) => void,
+): void {
+  const server = net.createServer({ pauseOnConnect: true }, (socket) => sniff(socket, routes));
+  server.maxConnections = clientConnectionsMax;
+  const onError = (error: Error): void => done(error, undefined);
+  server.once('error', onError);
+  server.listen(address.port, address.host, () => {
+    server.off('error', onError);
+    // Errors after listening (EMFILE on accept) must not crash the process.
+    server.on('error', () => {});
+    const bound = server.address() as net.AddressInfo;
+    done(undefined, {
+      port: bound.port,
+      close: (closed) => server.close(() => closed()),
+    });
+  });
+}
+
+function sniff(socket: net.Socket, routes: ProtocolRoutes): void {
+  let seen = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), protocolSniffTimeoutMs);
+  const finish = (route: (socket: net.Socket) => void): void => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('error', onError);
+    socket.off('end', onEnd);
+    socket.pause();
+    socket.unshift(seen);
+    route(socket);
+  };
+  const onData = (chunk: Buffer): void => {
+    seen = Buffer.concat([seen, chunk]);
+    const n = Math.min(seen.length, http2Preface.length);
+    if (!seen.subarray(0, n).equals(http2Preface.subarray(0, n))) {
+      finish(routes.http);
+      // node:http consumes the socket's handle directly and reads the bytes put back only
+      // from the stream, which flows once resumed.
+      socket.resume();
+      return;
+    }
+    if (seen.length >= http2Preface.length) finish(routes.grpc);
+  };
+  const onError = (): void => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  const onEnd = (): void => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  socket.on('data', onData);
+  socket.on('error', onError);
+  socket.on('end', onEnd);
+  socket.resume();
+}

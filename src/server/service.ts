@@ -1,0 +1,233 @@
+/**
+ * The etcd v3 services, independent of the protocol that carried the request: each unary
+ * method takes a decoded request message (proto-loader's shape) and answers once through
+ * `reply`. gRPC (grpc.ts) and the JSON gateway (gateway.ts) both call these, so the two
+ * behave alike by construction.
+ *
+ * Every answer the KV node owes goes through `ctx.guard`, which enforces the request
+ * deadline and lets a stopping server fail what is still in flight.
+ */
+import type { ChorusError } from '../core/errors.js';
+import type { NodeId } from '../core/ids.js';
+import type { KvNode } from '../kv/node.js';
+import { status as Status } from '@grpc/grpc-js';
+import {
+  deleteRangeRequest,
+  deleteRangeResponse,
+  int64,
+  putRequest,
+  putResponse,
+  rangeRequest,
+  rangeResponse,
+  txnRequest,
+  txnResponse,
+  uint64,
+  type Header,
+  type Wire,
+} from './convert.js';
+import { etcdMessages, StatusError, unimplemented } from './errors.js';
+
+export type Reply = (error: unknown, response?: Wire) => void;
+export type Done<T> = (error: ChorusError | undefined, result: T | undefined) => void;
+
+export interface MemberInfo {
+  id: bigint;
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+}
+
+/** What the services need from the node process (server.ts implements it). */
+export interface ServiceContext {
+  readonly kv: KvNode;
+  /** A response header at `revision` (the store's current one when absent). */
+  header(revision?: number): Header;
+  /** Wraps a KV completion: a deadline, and failure when the server stops. */
+  guard<T>(done: Done<T>): Done<T>;
+  /** Every member of the cluster, with the client URLs each has told us. */
+  members(done: (members: MemberInfo[]) => void): void;
+  nameOf(memberId: bigint): NodeId | undefined;
+  memberIdOf(name: string): bigint;
+  /** Maintenance.Status without its header. */
+  status(): Wire;
+  /** Waits until `predicate` holds, checking every tick, or fails after `timeoutMs`. */
+  waitFor(predicate: () => boolean, timeoutMs: number, done: (ok: boolean) => void): void;
+  moveLeaderTimeoutMs: number;
+}
+
+export type UnaryHandler = (ctx: ServiceContext, request: Wire, reply: Reply) => void;
+
+/** Writes whose outcome the metrics count as committed or failed proposals. */
+export const writeMethods = new Set([
+  'KV.Put',
+  'KV.DeleteRange',
+  'KV.Txn',
+  'KV.Compact',
+  'Lease.LeaseGrant',
+  'Lease.LeaseRevoke',
+]);
+
+const answer =
+  <T>(ctx: ServiceContext, reply: Reply, build: (result: T) => Wire): Done<T> =>
+  (error, result) => {
+    if (error !== undefined) return reply(error);
+    reply(undefined, build(result!));
+  };
+
+const revisionOf = (r: unknown): number => (r as { revision: number }).revision;
+
+/** Unary handlers by "Service.Method"; a method absent here answers UNIMPLEMENTED. */
+export const unaryHandlers: Record<string, UnaryHandler> = {
+  'KV.Range': (ctx, w, reply) => {
+    const request = rangeRequest(w);
+    ctx.kv.range(
+      request,
+      ctx.guard(answer(ctx, reply, (r) => rangeResponse(ctx.header(r.revision), r))),
+    );
+  },
+  'KV.Put': (ctx, w, reply) => {
+    ctx.kv.put(
+      putRequest(w),
+      ctx.guard(answer(ctx, reply, (r) => putResponse(ctx.header(r.revision), r))),
+    );
+  },
+  'KV.DeleteRange': (ctx, w, reply) => {
+    ctx.kv.deleteRange(
+      deleteRangeRequest(w),
+      ctx.guard(answer(ctx, reply, (r) => deleteRangeResponse(ctx.header(r.revision), r))),
+    );
+  },
+  'KV.Txn': (ctx, w, reply) => {
+    ctx.kv.txn(
+      txnRequest(w),
+      ctx.guard(answer(ctx, reply, (r) => txnResponse(ctx.header(r.revision), r))),
+    );
+  },
+  'KV.Compact': (ctx, w, reply) => {
+    const revision = int64(w['revision'], 'revision');
+    ctx.kv.compact(
+      { revision, physical: w['physical'] === true },
+      ctx.guard(answer(ctx, reply, (r) => ({ header: ctx.header(revisionOf(r)) }))),
+    );
+  },
+
+  'Lease.LeaseGrant': (ctx, w, reply) => {
+    const ttl = int64(w['TTL'], 'TTL');
+    const id = int64(w['ID'], 'ID');
+    ctx.kv.leaseGrant(
+      { ttl, id },
+      ctx.guard(
+        answer(ctx, reply, (r) => ({
+          header: ctx.header(r.revision),
+          ID: r.id,
+          TTL: r.ttl,
+          error: '',
+        })),
+      ),
+    );
+  },
+  'Lease.LeaseRevoke': (ctx, w, reply) => {
+    ctx.kv.leaseRevoke(
+      int64(w['ID'], 'ID'),
+      ctx.guard(answer(ctx, reply, (r) => ({ header: ctx.header(r.revision) }))),
+    );
+  },
+  'Lease.LeaseTimeToLive': (ctx, w, reply) => {
+    ctx.kv.leaseTimeToLive(
+      int64(w['ID'], 'ID'),
+      w['keys'] === true,
+      ctx.guard(
+        answer(ctx, reply, (r) => ({
+          header: ctx.header(),
+          ID: r.id,
+          TTL: r.ttl,
+          grantedTTL: r.grantedTtl,
+          keys: r.keys,
+        })),
+      ),
+    );
+  },
+  'Lease.LeaseLeases': (ctx, _w, reply) => {
+    ctx.kv.leaseLeases(
+      ctx.guard(
+        answer(ctx, reply, (ids) => ({
+          header: ctx.header(),
+          leases: ids.map((id) => ({ ID: id })),
+        })),
+      ),
+    );
+  },
+
+  'Cluster.MemberList': (ctx, _w, reply) => {
+    ctx.members((members) =>
+      reply(undefined, { header: ctx.header(), members: members.map(memberMessage) }),
+    );
+  },
+  'Cluster.MemberAdd': (_ctx, _w, reply) => reply(unimplemented('MemberAdd (membership changes)')),
+  'Cluster.MemberRemove': (_ctx, _w, reply) =>
+    reply(unimplemented('MemberRemove (membership changes)')),
+  'Cluster.MemberUpdate': (_ctx, _w, reply) =>
+    reply(unimplemented('MemberUpdate (membership changes)')),
+  'Cluster.MemberPromote': (_ctx, _w, reply) =>
+    reply(unimplemented('MemberPromote (membership changes)')),
+
+  'Maintenance.Status': (ctx, _w, reply) => {
+    reply(undefined, { header: ctx.header(), ...ctx.status() });
+  },
+  'Maintenance.Alarm': (ctx, w, reply) => {
+    // Chorus raises no alarms (no space quota, no corruption check yet): the list is empty.
+    if (w['action'] === 'ACTIVATE') return reply(unimplemented('activating alarms'));
+    reply(undefined, { header: ctx.header(), alarms: [] });
+  },
+  'Maintenance.Defragment': (ctx, _w, reply) => {
+    // Nothing to defragment: the store lives in memory and the WAL is compacted by snapshots.
+    reply(undefined, { header: ctx.header() });
+  },
+  'Maintenance.MoveLeader': (ctx, w, reply) => moveLeader(ctx, w, reply),
+  // Hash and HashKV read this member's store as it is (no barrier), as etcd's do: members
+  // are compared by asking each. Hash is HashKV at the current revision: Chorus keeps no
+  // other data worth hashing (the lease table is derived from the same log).
+  'Maintenance.Hash': (ctx, _w, reply) => {
+    const h = ctx.kv.machine.store.hashKv(0);
+    reply(undefined, { header: ctx.header(h.revision), hash: h.hash });
+  },
+  'Maintenance.HashKV': (ctx, w, reply) => {
+    const h = ctx.kv.machine.store.hashKv(int64(w['revision'], 'revision'));
+    reply(undefined, {
+      header: ctx.header(),
+      hash: h.hash,
+      compactRevision: h.compactRevision,
+      hashRevision: h.revision,
+    });
+  },
+  'Maintenance.Downgrade': (_ctx, _w, reply) => reply(unimplemented('Downgrade')),
+};
+
+function memberMessage(m: MemberInfo): Wire {
+  return {
+    ID: m.id.toString(),
+    name: m.name,
+    peerURLs: m.peerUrls,
+    clientURLs: m.clientUrls,
+    isLearner: false,
+  };
+}
+
+function moveLeader(ctx: ServiceContext, w: Wire, reply: Reply): void {
+  const target = ctx.nameOf(uint64(w['targetID'], 'targetID'));
+  const raft = ctx.kv.driver.node.raft;
+  if (raft.role !== 'leader')
+    return reply(new StatusError(Status.FAILED_PRECONDITION, etcdMessages.notLeader));
+  if (target === undefined)
+    return reply(new StatusError(Status.NOT_FOUND, etcdMessages.badLeaderTransferee));
+  if (target === raft.id) return reply(undefined, { header: ctx.header() });
+  ctx.kv.driver.transferLeader(target);
+  ctx.waitFor(
+    () => ctx.kv.driver.node.raft.lead === target,
+    ctx.moveLeaderTimeoutMs,
+    (ok) =>
+      ok
+        ? reply(undefined, { header: ctx.header() })
+        : reply(new StatusError(Status.UNAVAILABLE, etcdMessages.leaderTransferTimeout)),
+  );
+}
