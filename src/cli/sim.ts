@@ -13,6 +13,10 @@ import { runSimulation, type RunResult, type SimWorkload } from '../sim/run.js';
 import { broadcastWorkload } from '../workload/broadcast.js';
 import { gossipBugs } from '../gossip/gossip.js';
 import { registerBugs, registerWorkload } from '../workload/register.js';
+import { kvBugs } from '../kv/node.js';
+import { kvWorkload } from '../workload/kv.js';
+import { leaseWorkload } from '../workload/lease.js';
+import { watchWorkload } from '../workload/watch.js';
 import type { CliContext } from './context.js';
 
 /** Every workload by name; a fresh instance per run (workloads keep their history). */
@@ -21,6 +25,9 @@ export const workloads: Record<string, (bug?: string) => SimWorkload<unknown>> =
     broadcastWorkload(bug === undefined ? {} : { bug: parseBug(bug, gossipBugs) }),
   register: (bug) =>
     registerWorkload(bug === undefined ? {} : { bug: parseBug(bug, registerBugs) }),
+  kv: (bug) => kvWorkload(bug === undefined ? {} : { bug: parseBug(bug, kvBugs) }),
+  watch: (bug) => watchWorkload(bug === undefined ? {} : { bug: parseBug(bug, kvBugs) }),
+  lease: (bug) => leaseWorkload(bug === undefined ? {} : { bug: parseBug(bug, kvBugs) }),
 };
 
 function parseBug<B extends string>(bug: string, known: readonly B[]): B {

@@ -113,6 +113,8 @@ export interface LeaseClockOptions {
   revokeRetryMs: number;
   /** Checkpoint a lease whose remaining TTL moved this much since its last checkpoint. */
   checkpointDriftMs: number;
+  /** Planted bug: promotion reads a checkpoint as the time elapsed instead of remaining. */
+  bugCheckpointElapsed?: boolean;
 }
 
 /** The leader's view of lease deadlines, in its monotonic milliseconds. */
@@ -134,7 +136,8 @@ export class LeaseClock {
     this.demote();
     this.lastTickMs = nowMs;
     for (const lease of this.table.leases.values()) {
-      const remaining = lease.remainingMs ?? lease.ttl * 1000;
+      let remaining = lease.remainingMs ?? lease.ttl * 1000;
+      if (this.options.bugCheckpointElapsed === true) remaining = lease.ttl * 1000 - remaining;
       this.deadlines.set(lease.id, nowMs + remaining);
       this.checkpointed.set(lease.id, remaining);
     }
@@ -178,6 +181,11 @@ export class LeaseClock {
     this.deadlines.set(id, nowMs + lease.ttl * 1000);
     this.refreshed.add(id);
     return lease.ttl;
+  }
+
+  /** Whether this leader proposed the lease's revocation (expired, not yet applied). */
+  isRevoking(id: number): boolean {
+    return this.revoking.has(id);
   }
 
   /** Remaining ms on the leader's clock (undefined when not leading or unknown). */

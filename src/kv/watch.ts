@@ -58,6 +58,8 @@ interface Watcher {
 export interface WatchHubOptions {
   /** Revisions replayed per watcher per pump, so one far-behind watcher cannot stall others. */
   catchUpRevisions: number;
+  /** Planted bug: a resumed watcher skips the first revision it missed. */
+  bugSkipFirst?: boolean;
 }
 
 export class WatchHub {
@@ -150,6 +152,7 @@ export class WatchHub {
     const watcher = this.watchers.get(id);
     if (watcher === undefined || !watcher.paused) return;
     watcher.paused = false;
+    if (this.options.bugSkipFirst === true) watcher.next++;
     this.catchUp(watcher);
   }
 

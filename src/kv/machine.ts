@@ -1,0 +1,150 @@
+/**
+ * The replicated KV state machine: what Raft applies, in log order, on every replica.
+ * Commands are msgpack-encoded `KvCommand`s; outcomes are plain data (they may travel back
+ * to a forwarding follower): `{ ok }` or `{ error }` with etcd's error code. A refused
+ * command changes nothing, and every replica refuses it alike.
+ *
+ * Leases live here too (the replicated table); keys attach to and detach from leases as
+ * puts and deletes apply, and a revocation deletes every attached key in one revision.
+ */
+import { decode, encode } from '../core/codec.js';
+import type { StateMachine } from '../raft/driver.js';
+import type { Entry } from '../raft/types.js';
+import { applyDeleteRange, applyPut, applyRange, applyTxn } from './apply.js';
+import { KvError } from './errors.js';
+import { fromBinary, toBinary } from './keys.js';
+import type { LeaseTable } from './lease.js';
+import { MvccStore } from './mvcc.js';
+import type {
+  Bytes,
+  DeleteRangeRequest,
+  KvEvent,
+  PutRequest,
+  RangeRequest,
+  RangeResult,
+  Revisioned,
+  TxnRequest,
+} from './types.js';
+import type { WatchHistory } from './watch.js';
+
+export type KvCommand =
+  | { t: 'put'; r: PutRequest }
+  | { t: 'del'; r: DeleteRangeRequest }
+  | { t: 'txn'; r: TxnRequest }
+  | { t: 'compact'; revision: number }
+  | { t: 'grant'; id: number; ttl: number }
+  | { t: 'revoke'; id: number }
+  | { t: 'checkpoint'; leases: [number, number][] };
+
+export type KvOutcome = { ok: unknown } | { error: string; detail?: string };
+
+/** What the node around the machine hears about as entries apply. */
+export interface KvListener {
+  events(revision: number, events: readonly KvEvent[]): void;
+  compacted(revision: number): void;
+  granted(id: number): void;
+  revoked(id: number): void;
+}
+
+export class KvMachine implements StateMachine, WatchHistory {
+  store = new MvccStore();
+  listener: KvListener | undefined;
+
+  constructor(readonly leases: LeaseTable) {}
+
+  revision(): number {
+    return this.store.revision;
+  }
+
+  compactRevision(): number {
+    return this.store.compactRevision;
+  }
+
+  eventsBetween(from: number, to: number, key: Bytes, rangeEnd: Bytes | undefined): KvEvent[] {
+    return this.store.eventsBetween(from, to, key, rangeEnd);
+  }
+
+  /** A read of this replica's state (the caller decides whether a barrier came first). */
+  range(request: RangeRequest): RangeResult & Revisioned {
+    return { ...applyRange(this.store, request), revision: this.store.revision };
+  }
+
+  apply(entries: readonly Entry[]): unknown[] {
+    return entries.map((entry) => {
+      if (entry.type !== 'normal' || entry.data.length === 0) return undefined;
+      let command: KvCommand;
+      try {
+        command = decode(entry.data) as KvCommand;
+      } catch {
+        return { error: 'invalid-argument', detail: 'undecodable command' };
+      }
+      try {
+        return { ok: this.execute(command) };
+      } catch (error) {
+        if (error instanceof KvError) {
+          return { error: error.kvCode };
+        }
+        throw error;
+      }
+    });
+  }
+
+  private execute(command: KvCommand): unknown {
+    const leaseExists = (id: number): boolean => this.leases.exists(id);
+    switch (command.t) {
+      case 'put':
+        return this.written(applyPut(this.store, command.r, leaseExists));
+      case 'del':
+        return this.written(applyDeleteRange(this.store, command.r));
+      case 'txn':
+        return this.written(applyTxn(this.store, command.r, leaseExists));
+      case 'compact':
+        this.store.compact(command.revision);
+        this.listener?.compacted(command.revision);
+        return { revision: this.store.revision };
+      case 'grant': {
+        const ttl = this.leases.grant(command.id, command.ttl);
+        this.listener?.granted(command.id);
+        return { id: command.id, ttl, revision: this.store.revision };
+      }
+      case 'revoke': {
+        const keys = this.leases.revoke(command.id);
+        const write = this.store.write();
+        for (const key of keys) write.deleteRange(fromBinary(key), undefined);
+        const { revision, events } = write.end();
+        this.track(revision, events);
+        this.listener?.revoked(command.id);
+        return { revision: this.store.revision };
+      }
+      case 'checkpoint':
+        for (const [id, remaining] of command.leases) this.leases.checkpoint(id, remaining);
+        return { revision: this.store.revision };
+    }
+  }
+
+  /** A write's result: attach/detach leases, tell watchers, return the result with revision. */
+  private written<R>(outcome: { result: R; revision: number; events: KvEvent[] }): R & Revisioned {
+    this.track(outcome.revision, outcome.events);
+    return { ...outcome.result, revision: this.store.revision };
+  }
+
+  private track(revision: number, events: readonly KvEvent[]): void {
+    if (events.length === 0) return;
+    for (const event of events) {
+      const key = toBinary(event.kv.key);
+      if (event.prevKv !== undefined) this.leases.detach(event.prevKv.lease, key);
+      if (event.type === 'put') this.leases.attach(event.kv.lease, key);
+    }
+    this.listener?.events(revision, events);
+  }
+
+  snapshot(): Uint8Array {
+    return encode([this.store.snapshot(), this.leases.snapshot()]);
+  }
+
+  restore(data: Uint8Array): void {
+    const [store, leases] = decode(data) as [Uint8Array, ReturnType<LeaseTable['snapshot']>];
+    this.store = MvccStore.restore(store);
+    this.leases.restore(leases);
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * A simulated KV node (src/kv/node.ts over RaftStorage on the simulated disk) and what the
+ * kv, watch and lease workloads share: options, the Raft invariants, the canonical history
+ * of applied revisions (every node must apply the same events at the same revision), a
+ * client helper that records operations, and the compaction loop.
+ */
+import type { HistoryEvent, Value } from '../check/history.js';
+import { ChorusError, FatalError } from '../core/errors.js';
+import type { NodeId } from '../core/ids.js';
+import type { Env } from '../env/env.js';
+import { KvError } from '../kv/errors.js';
+import type { KvListener } from '../kv/machine.js';
+import { KvNode, kvNodeDefaults, type KvBug } from '../kv/node.js';
+import type { KeyValue, KvEvent } from '../kv/types.js';
+import type { RaftDriver } from '../raft/driver.js';
+import type { SimNode } from '../sim/node.js';
+import type { RunContext } from '../sim/run.js';
+import { RaftStorage } from '../storage/storage.js';
+import { ChainedStateMachine, RaftInvariants, type RaftApp } from './raft-invariants.js';
+
+export interface KvSimOptions {
+  clients: number;
+  keys: number;
+  thinkMsMean: number;
+  clientTimeoutMs: number;
+  tickMs: number;
+  snapshotEveryEntries: number;
+  livenessMsMax: number;
+  appendBytesMax: number;
+  /** Mean interval between compactions (0: none). */
+  compactEveryMsMean: number;
+  /** Revisions kept behind the current one when compacting. */
+  compactKeepRevisions: number;
+  bug?: KvBug;
+}
+
+export const kvSimDefaults: KvSimOptions = {
+  clients: 8,
+  keys: 5,
+  thinkMsMean: 20,
+  clientTimeoutMs: 1_500,
+  tickMs: 10,
+  snapshotEveryEntries: 200,
+  livenessMsMax: 20_000,
+  appendBytesMax: 128,
+  compactEveryMsMean: 1_000,
+  compactKeepRevisions: 20,
+};
+
+export class KvSimApp implements RaftApp {
+  node: KvNode | undefined;
+
+  constructor(
+    env: Env,
+    o: KvSimOptions,
+    peers: readonly NodeId[],
+    onApply: (index: number, term: number, chain: number) => void,
+    observe: Partial<KvListener>,
+  ) {
+    RaftStorage.open(env, 'raft', (error, storage, recovered) => {
+      if (error !== undefined || storage === undefined || recovered === undefined) {
+        throw new FatalError('cannot open raft storage', { cause: error });
+      }
+      this.node = new KvNode(
+        env,
+        {
+          raft: { peers, appendBytesMax: o.appendBytesMax },
+          tickMs: o.tickMs,
+          snapshotEveryEntries: o.snapshotEveryEntries,
+          forwardDeadlineMs: o.clientTimeoutMs,
+          ...kvNodeDefaults,
+          progressNotifyMs: 500,
+          wrapStateMachine: (machine) => new ChainedStateMachine(machine, onApply),
+          observe,
+          ...(o.bug === undefined ? {} : { bug: o.bug }),
+        },
+        storage,
+        recovered,
+      );
+    });
+  }
+
+  get driver(): RaftDriver | undefined {
+    return this.node?.driver;
+  }
+}
+
+export type KvCtx = RunContext<KvSimApp>;
+
+/** Errors after which the operation certainly did not take effect. */
+const definiteFailures = new Set(['not-leader', 'no-leader', 'proposal-dropped', 'bad-input']);
+
+export const isDefinite = (error: ChorusError): boolean =>
+  error instanceof KvError || definiteFailures.has(error.code);
+
+const text = new TextDecoder();
+export const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
+export const str = (b: Uint8Array): string => text.decode(b);
+
+/** The shared state of one run of a KV workload. */
+export class KvRun {
+  readonly invariants = new RaftInvariants<KvSimApp>();
+  readonly events: HistoryEvent[] = [];
+  /** revision → a canonical rendering of its events, as the first node applied them. */
+  readonly history = new Map<number, string>();
+  readonly revisionEvents = new Map<number, readonly KvEvent[]>();
+  /** world time (ms) at which each revision was first applied anywhere. */
+  readonly appliedAt = new Map<number, number>();
+  pending = 0;
+  nextProcess = 0;
+  compactions = 0;
+  private ctx: KvCtx | undefined;
+
+  constructor(readonly o: KvSimOptions) {}
+
+  create(env: Env, node: SimNode<KvSimApp>, observe: Partial<KvListener> = {}): KvSimApp {
+    const peers = [env.net.self, ...env.net.peers()].sort();
+    return new KvSimApp(env, this.o, peers, this.invariants.onApply(node), {
+      ...observe,
+      events: (revision, events) => {
+        this.onEvents(node, revision, events);
+        observe.events?.(revision, events);
+      },
+    });
+  }
+
+  start(ctx: KvCtx, extra?: () => void): void {
+    this.ctx = ctx;
+    this.invariants.start(ctx, extra);
+    if (this.o.compactEveryMsMean > 0) this.compactLoop(ctx);
+  }
+
+  /** Every node applies the same events at the same revision. */
+  private onEvents(node: SimNode<KvSimApp>, revision: number, events: readonly KvEvent[]): void {
+    const rendered = renderEvents(events, true);
+    const known = this.history.get(revision);
+    if (known === undefined) {
+      this.history.set(revision, rendered);
+      this.revisionEvents.set(revision, events);
+      this.appliedAt.set(revision, this.ctx?.world.now ?? 0);
+    } else if (known !== rendered) {
+      this.invariants.fail(
+        `${node.id} applied different events at revision ${revision}: ${rendered} vs ${known}`,
+      );
+    }
+  }
+
+  record(process: number, type: HistoryEvent['type'], f: string, key: string, value: Value): void {
+    this.events.push({
+      process,
+      type,
+      f,
+      key,
+      value,
+      time: Math.round((this.ctx?.world.now ?? 0) * 1e6),
+      index: this.events.length,
+    });
+  }
+
+  /**
+   * Runs one client operation against node `target`: `call` starts it on the node and
+   * reports through `reply`. The reply reaches the client a little later (never inside the
+   * node's own call stack); a timeout makes it indeterminate.
+   */
+  operate<T>(
+    ctx: KvCtx,
+    target: number,
+    call: (
+      node: KvNode,
+      reply: (error: ChorusError | undefined, result: T | undefined) => void,
+    ) => void,
+    finish: (outcome: {
+      error?: ChorusError;
+      result?: T;
+      timedOut?: boolean;
+      down?: boolean;
+    }) => void,
+  ): void {
+    this.pending++;
+    let finished = false;
+    const end = (outcome: Parameters<typeof finish>[0]): void => {
+      if (finished) return;
+      finished = true;
+      this.pending--;
+      timer.cancelled = true;
+      finish(outcome);
+    };
+    const timer = ctx.world.after(this.o.clientTimeoutMs, () => end({ timedOut: true }));
+    ctx.cluster.call(
+      target,
+      (app) => {
+        const node = app.node;
+        if (node === undefined)
+          return end({ error: new ChorusError('no-leader', 'node starting') });
+        call(node, (error, result) =>
+          ctx.world.after(0.05, () =>
+            end(error !== undefined ? { error } : result === undefined ? {} : { result }),
+          ),
+        );
+      },
+      () => end({ down: true }),
+    );
+  }
+
+  /** Now and then a client compacts history, keeping the last few revisions. */
+  private compactLoop(ctx: KvCtx): void {
+    ctx.world.after(ctx.random.exponential(this.o.compactEveryMsMean), () => {
+      if (ctx.phase !== 'safety') return;
+      const target = ctx.random.int(ctx.cluster.size);
+      this.operate<{ revision: number }>(
+        ctx,
+        target,
+        (node, reply) => {
+          const revision = node.machine.revision() - this.o.compactKeepRevisions;
+          if (revision <= node.machine.compactRevision()) return reply(undefined, undefined);
+          node.compact({ revision }, (error) => {
+            if (error === undefined) this.compactions++;
+            reply(undefined, undefined);
+          });
+        },
+        () => undefined,
+      );
+      this.compactLoop(ctx);
+    });
+  }
+}
+
+const renderKv = (kv: KeyValue): string =>
+  `${str(kv.key)}=${str(kv.value)}@${kv.createRevision}/${kv.modRevision}/${kv.version}/${kv.lease}`;
+
+/** A canonical rendering of a revision's events (with their prevKv when asked). */
+export function renderEvents(events: readonly KvEvent[], prevKv = false): string {
+  return events
+    .map((e) => {
+      const prev = prevKv && e.prevKv !== undefined ? ` (was ${renderKv(e.prevKv)})` : '';
+      return `${e.type}:${renderKv(e.kv)}${prev}`;
+    })
+    .join(' ');
+}

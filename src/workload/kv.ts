@@ -1,0 +1,136 @@
+/**
+ * The `kv` simulation workload: clients get, put, delete and compare-and-set (a txn: compare
+ * the value, or version 0 for a missing key, then put) a few keys through random nodes,
+ * while the nemesis runs and compactions trim history. The history is judged by the
+ * linearizability checker with the kv model; the Raft invariants and "every node applies
+ * the same events at every revision" are checked after every event.
+ */
+import { checkHistory } from '../check/linearizability.js';
+import type { Value } from '../check/history.js';
+import { kvModel } from '../check/models/kv.js';
+import type { Env } from '../env/env.js';
+import type { RangeResult, TxnRequest, TxnResult } from '../kv/types.js';
+import { faultKinds } from '../sim/nemesis.js';
+import type { SimNode } from '../sim/node.js';
+import type { SimWorkload, Verdict } from '../sim/run.js';
+import {
+  isDefinite,
+  KvRun,
+  kvSimDefaults,
+  str,
+  utf8,
+  type KvCtx,
+  type KvSimApp,
+  type KvSimOptions,
+} from './kv-app.js';
+
+/** The linearizability check's budget, in the checker's clock reads (deterministic). */
+const checkerBudgetReads = 100_000;
+
+export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvSimApp> {
+  const run = new KvRun({ ...kvSimDefaults, ...options });
+  const o = run.o;
+
+  const client = (ctx: KvCtx, process: number): void => {
+    if (ctx.phase !== 'safety') return;
+    const r = ctx.random;
+    const key = `k${r.int(o.keys)}`;
+    const roll = r.float();
+    const f = roll < 0.4 ? 'get' : roll < 0.7 ? 'put' : roll < 0.8 ? 'delete' : 'cas';
+    const value = String(r.int(10));
+    const from = r.chance(0.3) ? '' : String(r.int(10));
+    const input: Value = f === 'get' || f === 'delete' ? null : f === 'put' ? value : [from, value];
+    run.record(process, 'invoke', f, key, input);
+    run.operate<unknown>(
+      ctx,
+      r.int(ctx.cluster.size),
+      (node, reply) => {
+        const k = utf8(key);
+        switch (f) {
+          case 'get':
+            return node.range({ key: k }, reply);
+          case 'put':
+            return node.put({ key: k, value: utf8(value) }, reply);
+          case 'delete':
+            return node.deleteRange({ key: k }, reply);
+          case 'cas': {
+            // etcd: a value compare on a missing key always fails, so "" (missing) compares
+            // the version with 0 instead.
+            const txn: TxnRequest = {
+              compare: [
+                from === ''
+                  ? { key: k, result: 'equal', target: 'version', version: 0 }
+                  : { key: k, result: 'equal', target: 'value', value: utf8(from) },
+              ],
+              success: [{ put: { key: k, value: utf8(value) } }],
+              failure: [],
+            };
+            return node.txn(txn, reply);
+          }
+        }
+      },
+      (outcome) => {
+        let type: 'ok' | 'fail' | 'info' = 'ok';
+        let output: Value = input;
+        if (outcome.error !== undefined) type = isDefinite(outcome.error) ? 'fail' : 'info';
+        else if (outcome.timedOut === true) type = 'info';
+        else if (outcome.down === true) type = 'fail';
+        else if (f === 'get') {
+          const kv = (outcome.result as RangeResult).kvs[0];
+          output = kv === undefined ? '' : str(kv.value);
+        } else if (f === 'cas') output = (outcome.result as TxnResult).succeeded;
+        run.record(process, type, f, key, output);
+        const next = type === 'info' ? run.nextProcess++ : process;
+        ctx.world.after(r.exponential(o.thinkMsMean), () => client(ctx, next));
+      },
+    );
+  };
+
+  return {
+    name: 'kv',
+    faults: faultKinds,
+    livenessMsMax: o.livenessMsMax,
+    create: (env: Env, node: SimNode<KvSimApp>) => run.create(env, node),
+    start(ctx) {
+      run.start(ctx);
+      for (let p = 0; p < o.clients; p++) {
+        const process = run.nextProcess++;
+        ctx.world.after(ctx.random.exponential(o.thinkMsMean), () => client(ctx, process));
+      }
+    },
+    converged: (ctx) => run.pending === 0 && run.invariants.converged(ctx),
+    check(ctx): Verdict {
+      run.invariants.stop(ctx);
+      const problems: string[] = [];
+      if (run.invariants.violation !== undefined) problems.push(run.invariants.violation);
+      let reads = 0;
+      const result = checkHistory(
+        { source: 'kv workload', timeUnit: 'ns', events: run.events },
+        kvModel,
+        {
+          clock: () => reads++,
+          timeoutMs: checkerBudgetReads,
+          stopAtFirstViolation: true,
+        },
+      );
+      if (result.verdict === 'not-linearizable') {
+        const bad = result.partitions.find((p) => p.verdict === 'not-linearizable');
+        problems.push(
+          `history not linearizable (key ${bad?.key ?? '?'}): ${bad?.failure?.unplaceable[0]?.reason ?? ''}`,
+        );
+      } else if (result.verdict === 'unknown') {
+        problems.push('linearizability check gave up (unknown)');
+      }
+      const ops = run.events.filter((e) => e.type !== 'invoke');
+      const count = (t: string): number => ops.filter((e) => e.type === t).length;
+      return {
+        ok: problems.length === 0,
+        problems,
+        summary: [
+          `operations: ${count('ok')} ok, ${count('fail')} failed, ${count('info')} indeterminate; history ${result.verdict}`,
+          `revisions: ${run.history.size}; compactions: ${run.compactions}; leaders: ${run.invariants.leaderTerms} terms; membership changes: ${run.invariants.membershipChanges}`,
+        ],
+      };
+    },
+  };
+}
