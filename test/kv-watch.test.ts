@@ -147,18 +147,21 @@ test('compaction past a paused watcher cancels it with the compact revision', ()
   hub.resume(id); // unknown now: nothing happens
 });
 
-test('a start revision at or below the compact revision is created, then canceled', () => {
+test('a start revision below the compact revision is created, then canceled', () => {
   const h = new FakeHistory();
   h.write(undefined, 'k');
   h.write(undefined, 'k');
   h.compacted = 2;
   const hub = new WatchHub(h);
   const c = consumer();
-  hub.create({ key: enc('k'), startRevision: 2 }, c.sink);
+  hub.create({ key: enc('k'), startRevision: 1 }, c.sink);
   assert.equal(c.responses[0]?.created, true);
   assert.equal(c.responses[1]?.canceled, true);
   assert.equal(c.responses[1]?.compactRevision, 2);
   assert.match(c.responses[1]?.cancelReason ?? '', /required revision has been compacted/);
+  const atCompact = consumer();
+  hub.create({ key: enc('k'), startRevision: 2 }, atCompact.sink);
+  assert.deepEqual(revisionsOf(atCompact.responses), [2, 3], 'the compact revision itself replays');
 });
 
 test('filters drop puts or deletes; a future start revision waits', () => {

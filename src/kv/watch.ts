@@ -76,8 +76,9 @@ export class WatchHub {
   }
 
   /**
-   * Creates a watcher and sends its `created` response. A start revision at or below the
-   * compact revision is answered created-then-canceled with the compact revision.
+   * Creates a watcher and sends its `created` response. A start revision below the compact
+   * revision is answered created-then-canceled with the compact revision (etcd's rule: the
+   * compact revision itself can still be watched).
    */
   create(request: WatchCreateRequest, sink: WatchSink): number {
     if (request.key.length === 0 && (request.rangeEnd?.length ?? 0) === 0)
@@ -110,7 +111,7 @@ export class WatchHub {
     };
     sink({ watchId: id, revision: current, created: true, events: [] });
     const compacted = this.history.compactRevision();
-    if (start > 0 && start <= compacted) {
+    if (start > 0 && start < compacted) {
       sink({
         watchId: id,
         revision: current,
@@ -171,10 +172,10 @@ export class WatchHub {
     }
   }
 
-  /** A compaction applied: catching-up watchers that fell behind it are canceled. */
+  /** A compaction applied: catching-up watchers below it are canceled. */
   compacted(compactRevision: number): void {
     for (const watcher of [...this.watchers.values()]) {
-      if (watcher.synced || watcher.next > compactRevision) continue;
+      if (watcher.synced || watcher.next >= compactRevision) continue;
       this.watchers.delete(watcher.id);
       watcher.sink({
         watchId: watcher.id,
@@ -228,7 +229,7 @@ export class WatchHub {
         watcher.synced = true;
         return;
       }
-      if (watcher.next <= this.history.compactRevision()) {
+      if (watcher.next < this.history.compactRevision()) {
         this.compacted(this.history.compactRevision());
         return;
       }

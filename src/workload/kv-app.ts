@@ -202,6 +202,23 @@ export class KvRun {
     );
   }
 
+  /**
+   * After convergence every node applied the same log, so HashKV — over every key revision
+   * the store keeps — must agree everywhere. Returns a problem, or undefined.
+   */
+  compareHashes(ctx: KvCtx): string | undefined {
+    const seen = new Map<string, string>();
+    for (const node of ctx.cluster.nodes) {
+      const machine = node.app?.node?.machine;
+      if (node.status !== 'up' || machine === undefined) continue;
+      const h = machine.store.hashKv();
+      seen.set(`${h.hash}@${h.revision}/${h.compactRevision}`, node.id);
+    }
+    return seen.size <= 1
+      ? undefined
+      : `stores differ after convergence: ${[...seen].map(([h, id]) => `${id} ${h}`).join(', ')}`;
+  }
+
   /** Now and then a client compacts history, keeping the last few revisions. */
   private compactLoop(ctx: KvCtx): void {
     ctx.world.after(ctx.random.exponential(this.o.compactEveryMsMean), () => {

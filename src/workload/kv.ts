@@ -99,10 +99,12 @@ export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvS
       }
     },
     converged: (ctx) => run.pending === 0 && run.invariants.converged(ctx),
-    check(ctx): Verdict {
+    check(ctx, converged): Verdict {
       run.invariants.stop(ctx);
       const problems: string[] = [];
       if (run.invariants.violation !== undefined) problems.push(run.invariants.violation);
+      const hashes = converged ? run.compareHashes(ctx) : undefined;
+      if (hashes !== undefined) problems.push(hashes);
       let reads = 0;
       const result = checkHistory(
         { source: 'kv workload', timeUnit: 'ns', events: run.events },

@@ -206,10 +206,12 @@ export function leaseWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<
       const kv = ctx.cluster.nodes.find((n) => n.app?.driver === leader)?.app?.node;
       return kv !== undefined && kv.machine.leases.ids().length === 0;
     },
-    check(ctx): Verdict {
+    check(ctx, converged): Verdict {
       run.invariants.stop(ctx);
       const problems: string[] = [];
       if (run.invariants.violation !== undefined) problems.push(run.invariants.violation);
+      const hashes = converged ? run.compareHashes(ctx) : undefined;
+      if (hashes !== undefined) problems.push(hashes);
       return {
         ok: problems.length === 0,
         problems,

@@ -268,6 +268,8 @@ export function watchWorkload(options: Partial<WatchSimOptions> = {}): SimWorklo
       run.invariants.stop(ctx);
       const problems: string[] = [];
       if (run.invariants.violation !== undefined) problems.push(run.invariants.violation);
+      const hashes = converged ? run.compareHashes(ctx) : undefined;
+      if (hashes !== undefined) problems.push(hashes);
       if (converged && !caughtUp()) problems.push('a watcher did not catch up after healing');
       const delivered = watchers.reduce((n, w) => n + w.events, 0);
       const streams = watchers.reduce((n, w) => n + w.streams, 0);
