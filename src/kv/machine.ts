@@ -44,6 +44,8 @@ export interface KvListener {
   compacted(revision: number): void;
   granted(id: number): void;
   revoked(id: number): void;
+  /** The whole state was replaced by a snapshot. */
+  restored(): void;
 }
 
 export class KvMachine implements StateMachine, WatchHistory {
@@ -146,5 +148,6 @@ export class KvMachine implements StateMachine, WatchHistory {
     const [store, leases] = decode(data) as [Uint8Array, ReturnType<LeaseTable['snapshot']>];
     this.store = MvccStore.restore(store);
     this.leases.restore(leases);
+    this.listener?.restored();
   }
 }

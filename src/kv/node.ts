@@ -133,6 +133,10 @@ export class KvNode {
         this.clock.granted(id, this.env.clock.monotonicMs());
         observe.granted?.(id);
       },
+      restored: () => {
+        this.watches.restored();
+        observe.restored?.();
+      },
       revoked: (id) => {
         this.clock.revoked(id);
         const waiting = this.revokeWaiters.get(id) ?? [];

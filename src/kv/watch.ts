@@ -188,6 +188,19 @@ export class WatchHub {
     }
   }
 
+  /**
+   * The store was replaced by a snapshot (a follower far behind): the revisions it skipped
+   * produced no events here, so every synced watcher goes back to replaying from history
+   * (or is canceled, if the snapshot's history starts after its position).
+   */
+  restored(): void {
+    for (const watcher of [...this.watchers.values()]) {
+      if (!watcher.synced) continue;
+      watcher.synced = false;
+      this.catchUp(watcher);
+    }
+  }
+
   /** Replays one bounded batch for every catching-up watcher (call periodically). */
   pump(): void {
     for (const watcher of [...this.watchers.values()]) {
