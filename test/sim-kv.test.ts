@@ -22,12 +22,12 @@ const workloads: Record<string, (bug?: KvBug) => SimWorkload<KvSimApp>> = {
   lease: (bug) => leaseWorkload(bug === undefined ? {} : { bug }),
 };
 
-function run(name: string, seed: number, bug?: KvBug): RunResult {
+function run(name: string, seed: number, bug?: KvBug, ms = safetyMs): RunResult {
   return runSimulation(workloads[name]!(bug), {
     seed,
     nodes: 5,
     nemesis: faultKinds,
-    safetyMs,
+    safetyMs: ms,
   });
 }
 
@@ -50,6 +50,11 @@ for (const name of Object.keys(workloads)) {
 
 test('regression: lease seed 13 (a stale leader answered a keep-alive "not found") passes', () => {
   const result = run('lease', 13);
+  assert.ok(result.verdict.ok, result.verdict.problems.join('; '));
+});
+
+test('regression: watch seed 32 at 10 s (a snapshot installed under synced watchers) passes', () => {
+  const result = run('watch', 32, undefined, 10_000);
   assert.ok(result.verdict.ok, result.verdict.problems.join('; '));
 });
 
