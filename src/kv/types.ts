@@ -60,7 +60,7 @@ export interface RangeResult {
   kvs: KeyValue[];
   /** More keys matched than `limit` returned. */
   more: boolean;
-  /** Keys in the range at the revision (before limit, after the revision filters). */
+  /** Keys in the range at the revision, before limit and before the revision filters (etcd). */
   count: number;
 }
 
