@@ -7,13 +7,14 @@ import { transportBench } from './transport.js';
 import { simBench } from './sim.js';
 import { checkBench } from './check.js';
 import { raftBench } from './raft.js';
+import { kvBench } from './kv.js';
 
 export interface Benchmark {
   name: string;
   run(): Promise<void>;
 }
 
-const benchmarks: Benchmark[] = [simBench, transportBench, checkBench, raftBench];
+const benchmarks: Benchmark[] = [simBench, transportBench, checkBench, raftBench, kvBench];
 
 const filter = process.argv.slice(2);
 for (const bench of benchmarks) {
