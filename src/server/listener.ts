@@ -19,8 +19,13 @@ export interface ProtocolRoutes {
 
 export interface ClientListener {
   readonly port: number;
-  /** Stops accepting; open connections are the routes' to close. */
-  close(done: () => void): void;
+  /**
+   * Stops accepting at once. Open connections are the routes' to close (net.Server's own
+   * close callback would wait for them all).
+   */
+  close(): void;
+  /** Destroys every connection still open (after the routes have said their goodbyes). */
+  destroyConnections(): void;
 }
 
 export function listenClients(
@@ -28,7 +33,13 @@ export function listenClients(
   routes: ProtocolRoutes,
   done: (error: Error | undefined, listener: ClientListener | undefined) => void,
 ): void {
-  const server = net.createServer({ pauseOnConnect: true }, (socket) => sniff(socket, routes));
+  // Tracked here because node:http only tracks connections of a server that listens itself.
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    sniff(socket, routes);
+  });
   server.maxConnections = clientConnectionsMax;
   const onError = (error: Error): void => done(error, undefined);
   server.once('error', onError);
@@ -39,7 +50,11 @@ export function listenClients(
     const bound = server.address() as net.AddressInfo;
     done(undefined, {
       port: bound.port,
-      close: (closed) => server.close(() => closed()),
+      close: () => server.close(),
+      destroyConnections: () => {
+        for (const socket of sockets) socket.destroy();
+        sockets.clear();
+      },
     });
   });
 }

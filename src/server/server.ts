@@ -248,33 +248,26 @@ class ChorusServer implements StartedServer, ServiceContext {
     this.stopping = true;
     this.setMode('stopped');
     this.log.info('stopping', { reason, inflight: this.inflight.size });
-    let listenersOpen = this.listeners.length;
-    const afterListeners = (): void => {
-      const stopped = new ChorusError('closed', 'server stopped');
-      for (const fail of [...this.inflight]) fail(stopped);
-      this.dispatcher.endStreams(stopped);
-      // Let the failures reach the sockets before the connections close.
-      setImmediate(() => {
-        this.grpc.close();
-        this.http.closeAllConnections();
-        this.http.close();
-        this.kv.stop();
-        this.storage.close((error) => {
-          if (error !== undefined)
-            this.log.error('closing storage failed', { error: describeError(error) });
-          this.nodeEnv.close(() => {
-            this.dataDir.release();
-            this.log.info('stopped', { reason });
-            for (const waiter of this.stopWaiters.splice(0)) waiter();
-          });
+    for (const l of this.listeners) l.close();
+    const stopped = new ChorusError('closed', 'server stopped');
+    for (const fail of [...this.inflight]) fail(stopped);
+    this.dispatcher.endStreams(stopped);
+    // Let the failures reach the sockets before the connections close.
+    setImmediate(() => {
+      this.grpc.close();
+      for (const l of this.listeners) l.destroyConnections();
+      this.http.close();
+      this.kv.stop();
+      this.storage.close((error) => {
+        if (error !== undefined)
+          this.log.error('closing storage failed', { error: describeError(error) });
+        this.nodeEnv.close(() => {
+          this.dataDir.release();
+          this.log.info('stopped', { reason });
+          for (const waiter of this.stopWaiters.splice(0)) waiter();
         });
       });
-    };
-    if (listenersOpen === 0) return afterListeners();
-    for (const l of this.listeners)
-      l.close(() => {
-        if (--listenersOpen === 0) afterListeners();
-      });
+    });
   }
 
   // --- ServiceContext --------------------------------------------------------------------------

@@ -1,0 +1,456 @@
+// Goal: three real `chorus server` processes on loopback serve the etcd v3 API to a client
+// nobody here wrote (the `etcd3` npm package): KV, txn, leases with keep-alive, watch, its
+// lock helper, maintenance and cluster calls. The JSON gateway on the same port answers as
+// etcd's grpc-gateway does. Bad input of every kind gets etcd's error while the node keeps
+// serving; a second process refuses a locked data directory; SIGTERM exits 0.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import { Etcd3 } from 'etcd3';
+import { loadEtcdProto } from '../src/server/proto.js';
+import {
+  eventually,
+  health,
+  serverArgs,
+  spawnChorus,
+  startCluster,
+  stopCluster,
+  type Cluster,
+} from './server-helpers.js';
+
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+const unb64 = (s: string): string => Buffer.from(s, 'base64').toString('utf8');
+
+interface Posted {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+async function post(port: number, path: string, body: unknown): Promise<Posted> {
+  const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method: 'POST',
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await response.text();
+  return { status: response.status, body: JSON.parse(text) as Record<string, unknown> };
+}
+
+type GrpcKv = grpc.Client & {
+  Put(
+    request: object,
+    callback: (error: grpc.ServiceError | null, response: unknown) => void,
+  ): void;
+};
+
+function rawKvClient(port: number): GrpcKv {
+  const pkg = grpc.loadPackageDefinition(loadEtcdProto()) as unknown as {
+    etcdserverpb: { KV: new (address: string, credentials: grpc.ChannelCredentials) => GrpcKv };
+  };
+  return new pkg.etcdserverpb.KV(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+}
+
+function rawPut(client: GrpcKv, request: object): Promise<grpc.ServiceError | undefined> {
+  return new Promise((resolve) => client.Put(request, (error) => resolve(error ?? undefined)));
+}
+
+describe('a 3-process Chorus cluster', { timeout: 50_000 }, () => {
+  let cluster: Cluster;
+  let client: Etcd3;
+  let port: number;
+
+  before(async () => {
+    cluster = await startCluster(3);
+    port = cluster.members[0]!.clientPort;
+    client = new Etcd3({ hosts: cluster.endpoints.map((e) => `http://${e}`) });
+  });
+
+  after(async () => {
+    client?.close();
+    if (cluster !== undefined) await stopCluster(cluster);
+  });
+
+  /** Every member still answers /health and a put goes through. */
+  async function stillServing(): Promise<void> {
+    for (const m of cluster.members) assert.equal((await health(m.clientPort))?.mode, 'serving');
+    await client.put('alive').value(String(Date.now()));
+  }
+
+  test('etcd3: put, get, delete, prefix, revisions', async () => {
+    await client.put('fruit/apple').value('red');
+    await client.put('fruit/banana').value('yellow');
+    assert.equal(await client.get('fruit/apple').string(), 'red');
+    assert.deepEqual(await client.getAll().prefix('fruit/').strings(), {
+      'fruit/apple': 'red',
+      'fruit/banana': 'yellow',
+    });
+    const deleted = await client.delete().key('fruit/apple').exec();
+    assert.equal(deleted.deleted, '1');
+    assert.equal(await client.get('fruit/apple').string(), null);
+    // Every member answers, serializable or not, with the same value.
+    for (const endpoint of cluster.endpoints) {
+      const one = new Etcd3({ hosts: `http://${endpoint}` });
+      try {
+        assert.equal(await one.get('fruit/banana').string(), 'yellow');
+        assert.equal(await one.get('fruit/banana').serializable(true).string(), 'yellow');
+      } finally {
+        one.close();
+      }
+    }
+  });
+
+  test('etcd3: txn compare-and-swap succeeds once', async () => {
+    await client.put('cas').value('v1');
+    const first = await client
+      .if('cas', 'Value', '==', 'v1')
+      .then(client.put('cas').value('v2'))
+      .else(client.get('cas'))
+      .commit();
+    assert.equal(first.succeeded, true);
+    const second = await client
+      .if('cas', 'Value', '==', 'v1')
+      .then(client.put('cas').value('v3'))
+      .else(client.get('cas'))
+      .commit();
+    assert.equal(second.succeeded, false);
+    const kv = second.responses[0]!.response_range.kvs[0]!;
+    assert.equal(kv.value.toString(), 'v2');
+  });
+
+  test('etcd3: lease grant, keep-alive, attached key, revoke', async () => {
+    const lease = client.lease(5, { autoKeepAlive: false });
+    const id = await lease.grant();
+    await lease.put('leased').value('x');
+    const kept = await lease.keepaliveOnce();
+    assert.equal(kept.ID, id);
+    assert.ok(Number(kept.TTL) > 0 && Number(kept.TTL) <= 5, `TTL ${kept.TTL}`);
+    const ttl = await client.leaseClient.leaseTimeToLive({ ID: id, keys: true });
+    assert.equal(ttl.grantedTTL, '5');
+    assert.deepEqual(
+      ttl.keys.map((k) => k.toString()),
+      ['leased'],
+    );
+    await lease.revoke();
+    assert.equal(await client.get('leased').string(), null);
+  });
+
+  test('etcd3: watch sees puts and deletes in order, from any member', async () => {
+    const watcher = await client.watch().prefix('w/').create();
+    const seen: string[] = [];
+    watcher.on('put', (kv) => seen.push(`put ${kv.key.toString()}=${kv.value.toString()}`));
+    watcher.on('delete', (kv) => seen.push(`delete ${kv.key.toString()}`));
+    const writer = new Etcd3({ hosts: `http://${cluster.endpoints[2]!}` });
+    try {
+      for (let i = 0; i < 5; i++) await writer.put(`w/${i}`).value(String(i));
+      await writer.delete().key('w/0');
+    } finally {
+      writer.close();
+    }
+    await eventually('six watch events', 5_000, () =>
+      Promise.resolve(seen.length >= 6 ? true : undefined),
+    );
+    assert.deepEqual(seen, [
+      'put w/0=0',
+      'put w/1=1',
+      'put w/2=2',
+      'put w/3=3',
+      'put w/4=4',
+      'delete w/0',
+    ]);
+    await watcher.cancel();
+  });
+
+  test('etcd3: the lock helper excludes a second holder until release', async () => {
+    // etcd3's Lock is a try-lock: acquiring a held lock fails at once.
+    const first = client.lock('the-lock').ttl(5);
+    await first.acquire();
+    await assert.rejects(client.lock('the-lock').ttl(5).acquire(), /Failed to acquire a lock/);
+    await first.release();
+    const order: string[] = [];
+    await client
+      .lock('the-lock')
+      .ttl(5)
+      .do(() => {
+        order.push('held');
+        return Promise.resolve();
+      });
+    assert.deepEqual(order, ['held']);
+  });
+
+  test('maintenance status and member list agree across members', async () => {
+    const statuses = await Promise.all(
+      cluster.endpoints.map(async (endpoint) => {
+        const one = new Etcd3({ hosts: `http://${endpoint}` });
+        try {
+          return await one.maintenance.status();
+        } finally {
+          one.close();
+        }
+      }),
+    );
+    const leaders = new Set(statuses.map((s) => s.leader));
+    assert.equal(leaders.size, 1);
+    assert.notEqual([...leaders][0], '0');
+    assert.equal(statuses[0]!.version, '3.5.0');
+    assert.ok(Number(statuses[0]!.raftIndex) > 0);
+    const members = await client.cluster.memberList({});
+    assert.equal(members.members.length, 3);
+    assert.deepEqual(
+      members.members.map((m) => m.name).sort(),
+      cluster.members.map((m) => m.name),
+    );
+    for (const m of members.members) {
+      const ours = cluster.members.find((c) => c.name === m.name)!;
+      assert.deepEqual(m.clientURLs, [`http://127.0.0.1:${ours.clientPort}`]);
+      assert.deepEqual(m.peerURLs, [`http://127.0.0.1:${ours.peerPort}`]);
+    }
+    const ids = new Set(members.members.map((m) => m.ID));
+    assert.ok(ids.has(statuses[0]!.leader), 'the leader is a member');
+  });
+
+  test('JSON gateway: kv, txn, lease and maintenance as etcd encodes them', async () => {
+    const put = await post(port, '/v3/kv/put', {
+      key: b64('gw'),
+      value: b64('one'),
+      prev_kv: true,
+    });
+    assert.equal(put.status, 200);
+    const header = put.body['header'] as Record<string, unknown>;
+    assert.match(String(header['cluster_id']), /^\d+$/);
+    assert.match(String(header['member_id']), /^\d+$/);
+    assert.match(String(header['revision']), /^\d+$/);
+    assert.match(String(header['raft_term']), /^\d+$/);
+
+    const range = await post(port, '/v3/kv/range', { key: b64('gw') });
+    const kvs = range.body['kvs'] as Record<string, string>[];
+    assert.equal(unb64(kvs[0]!['value']!), 'one');
+    assert.equal(kvs[0]!['version'], '1');
+    assert.equal(range.body['count'], '1');
+
+    const txn = await post(port, '/v3/kv/txn', {
+      compare: [{ key: b64('gw'), result: 'EQUAL', target: 'VALUE', value: b64('one') }],
+      success: [{ request_put: { key: b64('gw'), value: b64('two') } }],
+      failure: [],
+    });
+    assert.equal(txn.status, 200);
+    assert.equal(txn.body['succeeded'], true);
+    // camelCase field names are accepted too, as jsonpb accepts them.
+    const camel = await post(port, '/v3/kv/range', { key: b64('gw'), keysOnly: true });
+    assert.equal((camel.body['kvs'] as Record<string, string>[])[0]!['value'], undefined);
+
+    const grant = await post(port, '/v3/lease/grant', { TTL: 30 });
+    const leaseId = grant.body['ID'] as string;
+    assert.match(leaseId, /^\d+$/);
+    const ttl = await post(port, '/v3/lease/timetolive', { ID: leaseId });
+    assert.equal(ttl.body['grantedTTL'], '30');
+    const leases = await post(port, '/v3/lease/leases', {});
+    assert.ok((leases.body['leases'] as { ID: string }[]).some((l) => l.ID === leaseId));
+    const kept = await fetch(`http://127.0.0.1:${port}/v3/lease/keepalive`, {
+      method: 'POST',
+      body: JSON.stringify({ ID: leaseId }),
+    });
+    const keptLine = JSON.parse((await kept.text()).trim().split('\n')[0]!) as {
+      result: Record<string, string>;
+    };
+    assert.equal(keptLine.result['ID'], leaseId);
+    assert.equal((await post(port, '/v3/lease/revoke', { ID: leaseId })).status, 200);
+
+    const del = await post(port, '/v3/kv/deleterange', { key: b64('gw') });
+    assert.equal(del.body['deleted'], '1');
+    const status = await post(port, '/v3/maintenance/status', {});
+    assert.equal(status.body['version'], '3.5.0');
+    const list = await post(port, '/v3/cluster/member/list', {});
+    assert.equal((list.body['members'] as unknown[]).length, 3);
+    const revision = Number(header['revision']);
+    const compact = await post(port, '/v3/kv/compaction', { revision: String(revision) });
+    assert.equal(compact.status, 200);
+    const old = await post(port, '/v3/kv/range', { key: b64('gw'), revision: revision - 1 });
+    assert.equal(old.status, 400);
+    assert.equal(old.body['message'], 'etcdserver: mvcc: required revision has been compacted');
+    assert.equal(old.body['code'], 11);
+  });
+
+  test('JSON gateway: /v3/watch streams newline-delimited results', async () => {
+    const controller = new AbortController();
+    const response = await fetch(`http://127.0.0.1:${port}/v3/watch`, {
+      method: 'POST',
+      body: JSON.stringify({ create_request: { key: b64('gw-watch') } }),
+      signal: controller.signal,
+    });
+    assert.equal(response.status, 200);
+    const reader = response.body!.getReader();
+    const lines: Record<string, Record<string, unknown>>[] = [];
+    let buffered = '';
+    const readLine = async (): Promise<void> => {
+      while (!buffered.includes('\n')) {
+        const { value, done } = (await reader.read()) as { value: Uint8Array; done: boolean };
+        if (done) throw new Error('watch stream ended');
+        buffered += Buffer.from(value).toString('utf8');
+      }
+      const at = buffered.indexOf('\n');
+      lines.push(JSON.parse(buffered.slice(0, at)) as Record<string, Record<string, unknown>>);
+      buffered = buffered.slice(at + 1);
+    };
+    await readLine();
+    assert.equal(lines[0]!['result']!['created'], true);
+    await client.put('gw-watch').value('hi');
+    await readLine();
+    const events = lines[1]!['result']!['events'] as { kv: Record<string, string> }[];
+    assert.equal(unb64(events[0]!.kv['value']!), 'hi');
+    controller.abort();
+    await reader.cancel().catch(() => {});
+  });
+
+  test('bad input gets the right error and the node keeps serving', async () => {
+    // Malformed JSON, unknown fields, wrong types: 400 with grpc-gateway's error body.
+    const malformed = await post(port, '/v3/kv/put', '{"key": ');
+    assert.equal(malformed.status, 400);
+    assert.equal(malformed.body['code'], 3);
+    assert.match(String(malformed.body['error']), /malformed JSON/);
+    const unknown = await post(port, '/v3/kv/put', { key: b64('a'), colour: 'blue' });
+    assert.equal(unknown.status, 400);
+    const wrongType = await post(port, '/v3/kv/range', { key: 42 });
+    assert.equal(wrongType.status, 400);
+    const emptyKey = await post(port, '/v3/kv/put', { value: b64('v') });
+    assert.equal(emptyKey.body['message'], 'etcdserver: key is not provided');
+    const notFound = await post(port, '/v3/no/such', {});
+    assert.equal(notFound.status, 404);
+
+    // int64 beyond 2^53: refused, never rounded to another lease.
+    const big = await post(port, '/v3/kv/put', {
+      key: b64('a'),
+      value: b64('b'),
+      lease: '9007199254740993',
+    });
+    assert.equal(big.status, 400);
+    const raw = rawKvClient(port);
+    try {
+      const bigGrpc = await rawPut(raw, {
+        key: Buffer.from('a'),
+        value: Buffer.from('b'),
+        lease: '9007199254740993',
+      });
+      assert.equal(bigGrpc?.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(bigGrpc.details, /beyond 2\^53/);
+    } finally {
+      raw.close();
+    }
+
+    // Oversized: a body past the gateway's limit, a put past etcd's request limit (the
+    // store refuses it), and a gRPC message past the transport limit.
+    const huge = await fetch(`http://127.0.0.1:${port}/v3/kv/put`, {
+      method: 'POST',
+      body: JSON.stringify({ key: b64('big'), value: 'A'.repeat(3 * 1024 * 1024) }),
+    });
+    assert.equal(huge.status, 413);
+    await assert.rejects(
+      client
+        .put('big')
+        .value(Buffer.alloc(1600 * 1024))
+        .exec(),
+      /etcdserver: request is too large/,
+    );
+    await assert.rejects(
+      client
+        .put('big')
+        .value(Buffer.alloc(3 * 1024 * 1024))
+        .exec(),
+      /larger than max|RESOURCE_EXHAUSTED|exceed/i,
+    );
+
+    // Too many txn operations: etcd's limit of 128 per branch.
+    const ops = Array.from({ length: 129 }, (_, i) => client.put(`t${i}`).value('v'));
+    await assert.rejects(
+      client
+        .if('t0', 'Version', '>', 0)
+        .then(...ops)
+        .commit(),
+      /too many operations in txn request/,
+    );
+
+    // Unknown lease: a put attached to it, a revoke, a keep-alive (etcd answers TTL 0).
+    await assert.rejects(
+      client.put('orphan').value('x').lease('123456789').exec(),
+      /requested lease not found/,
+    );
+    const revoke = await post(port, '/v3/lease/revoke', { ID: '123456789' });
+    assert.equal(revoke.status, 404);
+    assert.equal(revoke.body['message'], 'etcdserver: requested lease not found');
+    const keepalive = await fetch(`http://127.0.0.1:${port}/v3/lease/keepalive`, {
+      method: 'POST',
+      body: JSON.stringify({ ID: '123456789' }),
+    });
+    const line = JSON.parse((await keepalive.text()).trim()) as { result: Record<string, string> };
+    assert.equal(line.result['TTL'], undefined); // TTL 0 is left out, as jsonpb does
+
+    // A malformed gRPC frame: a message that is not a protobuf RangeRequest.
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const status = await new Promise<string | undefined>((resolve, reject) => {
+        const stream = session.request({
+          ':method': 'POST',
+          ':path': '/etcdserverpb.KV/Range',
+          'content-type': 'application/grpc',
+          te: 'trailers',
+        });
+        const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x0a]);
+        const frame = Buffer.alloc(5 + garbage.length);
+        frame.writeUInt32BE(garbage.length, 1);
+        garbage.copy(frame, 5);
+        let grpcStatus: string | undefined;
+        stream.on('response', (headers) => (grpcStatus ??= headers['grpc-status'] as string));
+        stream.on(
+          'trailers',
+          (trailers: http2.IncomingHttpHeaders) => (grpcStatus = trailers['grpc-status'] as string),
+        );
+        stream.on('close', () => resolve(grpcStatus));
+        stream.on('error', reject);
+        stream.resume();
+        stream.end(frame);
+      });
+      assert.notEqual(status, undefined);
+      assert.notEqual(status, '0');
+    } finally {
+      session.close();
+    }
+
+    await stillServing();
+  });
+
+  test('a second process on a locked data directory refuses to start', async () => {
+    const m = cluster.members[0]!;
+    const second = spawnChorus(serverArgs(m.name, m.dataDir, 1, 1, cluster.initialCluster));
+    const exit = await second.exited;
+    assert.equal(exit.code, 1);
+    const said = second.stderr.join('\n');
+    assert.match(said, /is in use by another Chorus process \(pid \d+\)/);
+    await stillServing();
+  });
+
+  test('/metrics is Prometheus text with the Raft and request metrics', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const name of [
+      'chorus_raft_term',
+      'chorus_leader_changes_seen_total',
+      'chorus_proposals_committed_total',
+      'chorus_apply_duration_seconds_bucket',
+      'chorus_wal_fsync_duration_seconds_bucket',
+      'chorus_requests_total{method="KV.Put",protocol="grpc"',
+      'chorus_request_duration_seconds_bucket',
+      'chorus_mode{mode="serving"',
+    ])
+      assert.ok(text.includes(name), `metrics lack ${name}`);
+  });
+
+  test('SIGTERM stops every member with exit code 0', async () => {
+    client.close();
+    const exits = await stopCluster(cluster);
+    assert.deepEqual(
+      exits.map((e) => e.code),
+      [0, 0, 0],
+      cluster.members.map((m) => m.stderr.slice(-5).join('\n')).join('\n---\n'),
+    );
+    cluster = undefined as unknown as Cluster;
+  });
+});

@@ -1,0 +1,200 @@
+// Shared by the server tests: real `chorus server` processes on loopback with ephemeral
+// ports, each started exactly as an operator would (node bin/chorus.js server …), and
+// waits that are all bounded.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const chorusBin = fileURLToPath(new URL('../../bin/chorus.js', import.meta.url));
+
+export interface Member {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+  dataDir: string;
+  child: ChildProcess;
+  /** The last lines the process wrote to stderr (its JSON log). */
+  stderr: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export interface Cluster {
+  root: string;
+  members: Member[];
+  initialCluster: string;
+  endpoints: string[];
+}
+
+/** Ports that were free a moment ago (bound to port 0, then released). */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const s = net.createServer();
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+/** The arguments of one member's `chorus server`. */
+export function serverArgs(
+  name: string,
+  dataDir: string,
+  clientPort: number,
+  peerPort: number,
+  initialCluster: string,
+): string[] {
+  return [
+    chorusBin,
+    'server',
+    '--name',
+    name,
+    '--data-dir',
+    dataDir,
+    '--listen-client-urls',
+    `http://127.0.0.1:${clientPort}`,
+    '--advertise-client-urls',
+    `http://127.0.0.1:${clientPort}`,
+    '--listen-peer-urls',
+    `http://127.0.0.1:${peerPort}`,
+    '--initial-cluster',
+    initialCluster,
+    // Faster elections than etcd's defaults keep the tests short.
+    '--heartbeat-interval',
+    '50',
+    '--election-timeout',
+    '500',
+  ];
+}
+
+/** Starts a process and keeps its last stderr lines. */
+export function spawnChorus(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { child: ChildProcess; stderr: string[]; exited: Member['exited'] } {
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CHORUS_LOG: 'info', ...env },
+  });
+  const stderr: string[] = [];
+  let partial = '';
+  const keep = (chunk: Buffer): void => {
+    const lines = (partial + chunk.toString('utf8')).split('\n');
+    partial = lines.pop() ?? '';
+    stderr.push(...lines);
+    if (stderr.length > 400) stderr.splice(0, stderr.length - 400);
+  };
+  child.stderr.on('data', keep);
+  child.stdout.on('data', keep);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, stderr, exited };
+}
+
+export async function startCluster(size: number): Promise<Cluster> {
+  const root = fs.mkdtempSync(join(tmpdir(), 'chorus-server-test-'));
+  const ports = await freePorts(2 * size);
+  const names = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+  const initialCluster = names.map((n, i) => `${n}=http://127.0.0.1:${ports[2 * i + 1]}`).join(',');
+  const members = names.map((name, i): Member => {
+    const clientPort = ports[2 * i]!;
+    const peerPort = ports[2 * i + 1]!;
+    const dataDir = join(root, name);
+    const started = spawnChorus(serverArgs(name, dataDir, clientPort, peerPort, initialCluster));
+    return { name, clientPort, peerPort, dataDir, ...started };
+  });
+  const cluster: Cluster = {
+    root,
+    members,
+    initialCluster,
+    endpoints: members.map((m) => `127.0.0.1:${m.clientPort}`),
+  };
+  try {
+    await waitForLeader(cluster, 20_000);
+  } catch (error) {
+    await stopCluster(cluster);
+    throw error;
+  }
+  return cluster;
+}
+
+export interface Health {
+  health: string;
+  mode: string;
+  leader: string;
+  role: string;
+  term: number;
+}
+
+export async function health(port: number): Promise<Health | undefined> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/health`, {
+      signal: AbortSignal.timeout(1000),
+    });
+    return (await response.json()) as Health;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits until every member serves and names the same leader; returns its name. */
+export async function waitForLeader(cluster: Cluster, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let last: (Health | undefined)[] = [];
+  while (Date.now() < deadline) {
+    last = await Promise.all(cluster.members.map((m) => health(m.clientPort)));
+    const leader = last[0]?.leader;
+    if (
+      leader !== undefined &&
+      leader !== '' &&
+      last.every((h) => h?.mode === 'serving' && h.leader === leader)
+    )
+      return leader;
+    await sleep(100);
+  }
+  const logs = cluster.members.map((m) => `--- ${m.name}\n${m.stderr.slice(-15).join('\n')}`);
+  throw new Error(`no leader within ${timeoutMs} ms: ${JSON.stringify(last)}\n${logs.join('\n')}`);
+}
+
+/** SIGTERM to every member still running; resolves with each exit. Kills what hangs. */
+export async function stopCluster(
+  cluster: Cluster,
+  timeoutMs = 10_000,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }[]> {
+  for (const m of cluster.members) if (m.child.exitCode === null) m.child.kill('SIGTERM');
+  const timer = setTimeout(() => {
+    for (const m of cluster.members) if (m.child.exitCode === null) m.child.kill('SIGKILL');
+  }, timeoutMs);
+  const exits = await Promise.all(cluster.members.map((m) => m.exited));
+  clearTimeout(timer);
+  fs.rmSync(cluster.root, { recursive: true, force: true });
+  return exits;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `probe` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await sleep(50);
+  }
+  throw new Error(`${what}: not within ${timeoutMs} ms`);
+}
