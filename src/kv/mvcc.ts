@@ -400,19 +400,23 @@ class KeyIndex {
     return this.found ? node.heads[i] : undefined;
   }
 
-  /** Sets the head of the key the last seek() found, inserting the key if it was absent. */
-  set(key: Binary, head: Rev): void {
+  /**
+   * Sets the head of the key the last seek() found, inserting the key if it was absent.
+   * Returns the index's own copy of the key, for the log to share rather than duplicate.
+   */
+  set(key: Binary, head: Rev): Binary {
     const leaf = this.leaf;
     assert(leaf !== undefined, 'set() follows seek()');
     this.leaf = undefined;
     if (this.found) {
       leaf.heads[this.slot] = head;
-      return;
+      return leaf.keys[this.slot]!;
     }
     leaf.keys.splice(this.slot, 0, key);
     leaf.heads.splice(this.slot, 0, head);
     this.size++;
     if (leaf.keys.length > this.entriesMax) this.split(leaf, this.slot, this.path, this.slots);
+    return key;
   }
 
   /**
@@ -1103,8 +1107,7 @@ class WriteTxn implements MvccWriteTxn {
       live === undefined ? 1 : live.version + 1,
       head,
     );
-    index.set(k, written);
-    this.state.log.append(main, sub, k);
+    this.state.log.append(main, sub, index.set(k, written));
     const kv: KeyValue = {
       key,
       createRevision: written.create,
@@ -1133,8 +1136,7 @@ class WriteTxn implements MvccWriteTxn {
       const sub = this.changes++;
       const bytes = span.single ? key : fromBinary(k);
       const tombstone = new Rev(main, sub, undefined, 0, 0, 0, index.seek(k));
-      index.set(k, tombstone);
-      this.state.log.append(main, sub, k);
+      this.state.log.append(main, sub, index.set(k, tombstone));
       const before = prevKvOf(bytes, tombstone)!;
       deleted.push(before);
       this.events.push(eventOf(bytes, tombstone, before));
