@@ -1,0 +1,288 @@
+// Goal: the node process's pure parts each do what etcd's do, without sockets: settings
+// resolve flag > environment > config file > default and refuse bad values with a reason;
+// `chorus server --help` documents every setting; int64s beyond 2^53 are refused; the JSON
+// codec reads and writes etcd's grpc-gateway JSON; the streaming JSON splitter finds
+// objects however the bytes are chunked; the data directory lock refuses a live owner and
+// takes over from a dead one; errors map to etcd's gRPC codes and messages.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { status as Status } from '@grpc/grpc-js';
+import { ChorusError } from '../src/core/errors.js';
+import { KvError } from '../src/kv/errors.js';
+import { main } from '../src/cli/main.js';
+import {
+  ConfigError,
+  envName,
+  fromEnvironment,
+  readConfigFile,
+  resolveConfig,
+  settings,
+} from '../src/server/config.js';
+import { int64, txnRequest, uint64 } from '../src/server/convert.js';
+import { DataDirError, lockFileName, openDataDir, versionFileName } from '../src/server/datadir.js';
+import { toStatus, StatusError } from '../src/server/errors.js';
+import { clusterId, memberId } from '../src/server/ids.js';
+import { EtcdJson } from '../src/server/json.js';
+import { JsonObjectSplitter } from '../src/server/json-stream.js';
+
+const tmp = (): string => fs.mkdtempSync(join(tmpdir(), 'chorus-units-'));
+
+test('settings: flag beats environment beats config file beats default', () => {
+  const file = {
+    name: 'n1',
+    'initial-cluster': 'n1=http://h1:1,n2=http://h2:2',
+    'snapshot-count': '7',
+  };
+  const environment = { 'snapshot-count': '8', 'heartbeat-interval': '20' };
+  const flags = { 'snapshot-count': '9' };
+  const config = resolveConfig(flags, environment, file);
+  assert.equal(config.snapshotCount, 9);
+  assert.equal(config.heartbeatIntervalMs, 20);
+  assert.equal(config.name, 'n1');
+  assert.equal(config.dataDir, 'n1.chorus');
+  assert.equal(config.electionTimeoutMs, 1000);
+  assert.deepEqual(
+    config.initialCluster.map((m) => [m.name, m.host, m.port]),
+    [
+      ['n1', 'h1', 1],
+      ['n2', 'h2', 2],
+    ],
+  );
+  assert.deepEqual(
+    config.listenClient.map((a) => [a.host, a.port]),
+    [['localhost', 2379]],
+  );
+  assert.deepEqual(fromEnvironment({ CHORUS_NAME: 'x', CHORUS_DATA_DIR: '/d', OTHER: 'y' }), {
+    name: 'x',
+    'data-dir': '/d',
+  });
+  assert.equal(envName('initial-cluster-state'), 'CHORUS_INITIAL_CLUSTER_STATE');
+});
+
+test('settings: bad values are refused with the flag named', () => {
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ 'initial-cluster': 'other=http://h:1' }, /does not list this member/],
+    [{ 'initial-cluster': 'default=h:1' }, /initial-cluster/],
+    [{ 'listen-client-urls': 'https://127.0.0.1:2379' }, /TLS is not supported yet/],
+    [{ 'listen-client-urls': 'http://127.0.0.1' }, /names no port/],
+    [{ 'listen-peer-urls': 'http://a:1,http://b:2' }, /exactly one URL/],
+    [{ 'initial-cluster-state': 'maybe' }, /'new' or 'existing'/],
+    [{ 'heartbeat-interval': '100', 'election-timeout': '300' }, /at least 5 heartbeats/],
+    [{ 'snapshot-count': '-1' }, /positive integer/],
+    [{ name: 'bad name' }, /--name/],
+    [{ 'log-level': 'loud' }, /--log-level/],
+    [{ 'initial-cluster': 'default=http://h:1,default=http://h:2' }, /twice/],
+  ];
+  for (const [flags, message] of bad) assert.throws(() => resolveConfig(flags, {}, {}), message);
+});
+
+test('settings: a YAML or JSON config file, keyed by flag name', () => {
+  const dir = tmp();
+  try {
+    const yaml = join(dir, 'c.yaml');
+    fs.writeFileSync(
+      yaml,
+      'name: a\nlisten-client-urls:\n  - http://127.0.0.1:1\n  - http://127.0.0.1:2\nsnapshot-count: 5\n',
+    );
+    assert.deepEqual(readConfigFile(yaml), {
+      name: 'a',
+      'listen-client-urls': 'http://127.0.0.1:1,http://127.0.0.1:2',
+      'snapshot-count': '5',
+    });
+    const json = join(dir, 'c.json');
+    fs.writeFileSync(json, JSON.stringify({ name: 'b', 'election-timeout': 2000 }));
+    assert.deepEqual(readConfigFile(json), { name: 'b', 'election-timeout': '2000' });
+    fs.writeFileSync(json, JSON.stringify({ nmae: 'b' }));
+    assert.throws(() => readConfigFile(json), /unknown setting "nmae"/);
+    fs.writeFileSync(json, '{ not yaml: [');
+    assert.throws(() => readConfigFile(json), ConfigError);
+    assert.throws(() => readConfigFile(join(dir, 'missing.yaml')), /cannot read/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('chorus server --help documents every setting and its environment variable', async () => {
+  const out: string[] = [];
+  const code = await main(['server', '--help'], {
+    out: (l) => out.push(l),
+    err: (l) => out.push(l),
+  });
+  assert.equal(code, 0);
+  const help = out.join('\n');
+  for (const s of settings) {
+    assert.ok(help.includes(`--${s.flag}`), `help lacks --${s.flag}`);
+    assert.ok(help.includes(envName(s.flag)), `help lacks ${envName(s.flag)}`);
+  }
+  assert.ok(help.includes('--config-file'));
+  const errors: string[] = [];
+  const bad = await main(['server', '--initial-cluster-state', 'maybe'], {
+    out: () => {},
+    err: (l) => errors.push(l),
+  });
+  assert.equal(bad, 2);
+  assert.match(errors.join('\n'), /initial-cluster-state/);
+});
+
+test('int64 fields: exact below 2^53, refused beyond', () => {
+  assert.equal(int64('9007199254740991', 'x'), 2 ** 53 - 1);
+  assert.equal(int64('-5', 'x'), -5);
+  assert.equal(int64(7, 'x'), 7);
+  for (const bad of ['9007199254740992', '-9007199254740992', '1e3', '', 'abc', 1.5, null]) {
+    assert.throws(
+      () => int64(bad, 'lease'),
+      (e: unknown) => e instanceof StatusError && e.code === Status.INVALID_ARGUMENT,
+    );
+  }
+  assert.equal(uint64('18446744073709551615', 'id'), 2n ** 64n - 1n);
+  assert.throws(() => uint64('18446744073709551616', 'id'), StatusError);
+});
+
+test('txn requests: at most 128 operations per branch, nesting bounded', () => {
+  const put = { requestPut: { key: Buffer.from('k') } };
+  assert.equal(
+    txnRequest({ compare: [], success: Array(128).fill(put), failure: [] }).success.length,
+    128,
+  );
+  assert.throws(
+    () => txnRequest({ compare: [], success: Array(129).fill(put), failure: [] }),
+    /too many operations in txn request/,
+  );
+  let nested: Record<string, unknown> = { compare: [], success: [], failure: [] };
+  for (let i = 0; i < 40; i++)
+    nested = { compare: [], success: [{ requestTxn: nested }], failure: [] };
+  assert.throws(() => txnRequest(nested), /nested deeper/);
+});
+
+test("JSON codec: etcd's grpc-gateway encoding both ways", () => {
+  const json = new EtcdJson();
+  const bytes = json.encode('etcdserverpb.PutRequest', {
+    key: Buffer.from('foo').toString('base64'),
+    value: 'YmFy',
+    lease: '12',
+    prevKv: true,
+  });
+  assert.deepEqual(json.decode('etcdserverpb.PutRequest', bytes), {
+    key: 'Zm9v',
+    value: 'YmFy',
+    lease: '12',
+    prev_kv: true,
+  });
+  // Zero values are left out (a PUT event's type, a false flag), int64 become strings.
+  const event = json.encode('etcdserverpb.WatchResponse', {
+    header: { revision: 5 },
+    watch_id: '0',
+    events: [{ type: 'PUT', kv: { key: 'YQ==', mod_revision: 5 } }],
+  });
+  assert.deepEqual(json.decode('etcdserverpb.WatchResponse', event), {
+    header: { revision: '5' },
+    events: [{ kv: { key: 'YQ==', mod_revision: '5' } }],
+  });
+  // A oneof member is kept even when zero: its presence is the information.
+  const compare = json.encode('etcdserverpb.Compare', {
+    key: 'YQ==',
+    target: 'VERSION',
+    version: 0,
+  });
+  assert.deepEqual(json.decode('etcdserverpb.Compare', compare), { key: 'YQ==', version: '0' });
+  const refused: [string, unknown][] = [
+    ['etcdserverpb.PutRequest', { key: 'YQ==', colour: 1 }],
+    ['etcdserverpb.PutRequest', { key: 'not base64!' }],
+    ['etcdserverpb.PutRequest', { key: 'YQ==', prev_kv: 'yes' }],
+    ['etcdserverpb.PutRequest', { key: 'YQ==', lease: '1.5' }],
+    ['etcdserverpb.PutRequest', { key: 'YQ==', lease: '99999999999999999999' }],
+    ['etcdserverpb.PutRequest', []],
+    ['etcdserverpb.RangeRequest', { key: 'YQ==', sort_order: 'SIDEWAYS' }],
+    ['etcdserverpb.RequestOp', { request_put: {}, request_range: {} }],
+  ];
+  for (const [type, value] of refused)
+    assert.throws(
+      () => json.encode(type, value),
+      (e: unknown) => e instanceof StatusError && e.code === Status.INVALID_ARGUMENT,
+      JSON.stringify(value),
+    );
+});
+
+test('JSON stream splitter: objects however the text is chunked', () => {
+  const text = ' {"a":{"b":"}{"}} \n{"c":[1,{"d":"\\"}"}]}{}';
+  const expected = ['{"a":{"b":"}{"}}', '{"c":[1,{"d":"\\"}"}]}', '{}'];
+  const whole = new JsonObjectSplitter(1000);
+  assert.deepEqual(whole.push(text), expected);
+  assert.ok(whole.complete);
+  const byChar = new JsonObjectSplitter(1000);
+  const found: string[] = [];
+  for (const c of text) found.push(...byChar.push(c));
+  assert.deepEqual(found, expected);
+  assert.throws(() => new JsonObjectSplitter(1000).push('[1]'), SyntaxError);
+  assert.throws(() => new JsonObjectSplitter(10).push('{"aaaaaaaaaaaaaaa'), RangeError);
+  const partial = new JsonObjectSplitter(1000);
+  partial.push('{"a":');
+  assert.equal(partial.complete, false);
+});
+
+test('data directory: a live owner is refused, a dead one taken over', () => {
+  const dir = join(tmp(), 'member');
+  try {
+    const first = openDataDir(dir, 'n1', 'tok');
+    assert.equal(first.fresh, true);
+    assert.ok(fs.existsSync(join(dir, versionFileName)));
+    // This process holds it: a lock naming another live process (our parent) refuses.
+    first.release();
+    fs.writeFileSync(join(dir, lockFileName), `${process.ppid}\n`);
+    assert.throws(
+      () => openDataDir(dir, 'n1', 'tok'),
+      new RegExp(`in use by another Chorus process \\(pid ${process.ppid}\\)`),
+    );
+    // A lock left by a process that is gone is stale.
+    const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']);
+    fs.writeFileSync(join(dir, lockFileName), `${dead.pid}\n`);
+    const second = openDataDir(dir, 'n1', 'tok');
+    assert.equal(second.tookOverFrom, dead.pid);
+    assert.equal(fs.readFileSync(join(dir, lockFileName), 'utf8').trim(), String(process.pid));
+    second.release();
+    assert.equal(fs.existsSync(join(dir, lockFileName)), false);
+    // Another member's directory, a newer format, and a foreign directory are refused.
+    assert.throws(() => openDataDir(dir, 'n2', 'tok'), /belongs to member "n1"/);
+    assert.throws(() => openDataDir(dir, 'n1', 'other'), /cluster token/);
+    fs.writeFileSync(join(dir, versionFileName), JSON.stringify({ format: 99, name: 'n1' }));
+    assert.throws(() => openDataDir(dir, 'n1', 'tok'), /newer than this binary/);
+    const foreign = join(dir, '..', 'foreign');
+    fs.mkdirSync(foreign);
+    fs.writeFileSync(join(foreign, 'data.db'), 'x');
+    assert.throws(() => openDataDir(foreign, 'n1', 'tok'), DataDirError);
+  } finally {
+    fs.rmSync(join(dir, '..'), { recursive: true, force: true });
+  }
+});
+
+test('ids: stable, distinct, and beyond 2^53 as etcd ids are', () => {
+  assert.equal(memberId('t', 'n1'), memberId('t', 'n1'));
+  assert.notEqual(memberId('t', 'n1'), memberId('t', 'n2'));
+  assert.notEqual(memberId('t', 'n1'), memberId('u', 'n1'));
+  assert.equal(clusterId('t', ['n1', 'n2']), clusterId('t', ['n2', 'n1']));
+  assert.ok(memberId('t', 'n1') > 0n && memberId('t', 'n1') < 2n ** 64n);
+});
+
+test("errors: etcd's gRPC codes and exact messages", () => {
+  assert.deepEqual(toStatus(new KvError('compacted', 'detail')), {
+    code: Status.OUT_OF_RANGE,
+    details: 'etcdserver: mvcc: required revision has been compacted',
+  });
+  assert.deepEqual(toStatus(new ChorusError('no-leader', 'x')), {
+    code: Status.UNAVAILABLE,
+    details: 'etcdserver: no leader',
+  });
+  assert.deepEqual(toStatus(new ChorusError('timeout', 'x')), {
+    code: Status.UNAVAILABLE,
+    details: 'etcdserver: request timed out',
+  });
+  assert.equal(
+    toStatus(new ChorusError('proposal-dropped', 'too many uncommitted bytes (5)')).code,
+    Status.RESOURCE_EXHAUSTED,
+  );
+  assert.equal(toStatus(new TypeError('bug')).code, Status.INTERNAL);
+});
