@@ -16,6 +16,7 @@ import {
   spawnChorus,
   startCluster,
   stopCluster,
+  waitForLeader,
   type Cluster,
 } from './server-helpers.js';
 
@@ -441,6 +442,28 @@ describe('a 3-process Chorus cluster', { timeout: 50_000 }, () => {
       'chorus_mode{mode="serving"',
     ])
       assert.ok(text.includes(name), `metrics lack ${name}`);
+  });
+
+  test('a member without quorum is degraded and refuses writes with "no leader"', async () => {
+    const [alone, ...others] = cluster.members;
+    for (const m of others) m.child.kill('SIGSTOP');
+    try {
+      await eventually('the lone member degrades', 10_000, async () =>
+        (await health(alone!.clientPort))?.mode === 'degraded' ? true : undefined,
+      );
+      const response = await fetch(`http://127.0.0.1:${alone!.clientPort}/health`);
+      assert.equal(response.status, 503);
+      const refused = await post(alone!.clientPort, '/v3/kv/put', {
+        key: b64('k'),
+        value: b64('v'),
+      });
+      assert.equal(refused.status, 503);
+      assert.equal(refused.body['message'], 'etcdserver: no leader');
+    } finally {
+      for (const m of others) m.child.kill('SIGCONT');
+    }
+    await waitForLeader(cluster, 15_000);
+    await stillServing();
   });
 
   test('SIGTERM stops every member with exit code 0', async () => {
