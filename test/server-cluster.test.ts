@@ -303,6 +303,52 @@ describe('a 3-process Chorus cluster', { timeout: 50_000 }, () => {
     await reader.cancel().catch(() => {});
   });
 
+  test('a watcher that stops reading is paused, then replays every event in order', async () => {
+    // 160 puts of 64 KiB: far more than the socket and stream buffers hold, so the server's
+    // writes report a full buffer, the watcher pauses, and on drain replays from history.
+    const count = 160;
+    const value = Buffer.alloc(64 * 1024, 7);
+    const controller = new AbortController();
+    const response = await fetch(`http://127.0.0.1:${port}/v3/watch`, {
+      method: 'POST',
+      body: JSON.stringify({ create_request: { key: b64('slow/'), range_end: b64('slow0') } }),
+      signal: controller.signal,
+    });
+    for (let i = 0; i < count; i += 16)
+      await Promise.all(
+        Array.from({ length: Math.min(16, count - i) }, (_, j) =>
+          client.put(`slow/${String(i + j).padStart(4, '0')}`).value(value),
+        ),
+      );
+    const reader = response.body!.getReader();
+    let text = '';
+    const revisions: number[] = [];
+    while (revisions.length < count) {
+      const { value: chunk, done } = (await reader.read()) as { value: Uint8Array; done: boolean };
+      if (done) break;
+      text += Buffer.from(chunk).toString('utf8');
+      let at: number;
+      while ((at = text.indexOf('\n')) >= 0) {
+        const line = JSON.parse(text.slice(0, at)) as {
+          result: { events?: { kv: { mod_revision: string; value: string } }[] };
+        };
+        text = text.slice(at + 1);
+        for (const e of line.result.events ?? []) {
+          assert.equal(e.kv.value.length, Math.ceil(value.length / 3) * 4);
+          revisions.push(Number(e.kv.mod_revision));
+        }
+      }
+    }
+    controller.abort();
+    await reader.cancel().catch(() => {});
+    assert.equal(revisions.length, count);
+    for (let i = 1; i < revisions.length; i++)
+      assert.ok(revisions[i]! > revisions[i - 1]!, `revisions out of order at ${i}`);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const full = /chorus_stream_buffer_full_total\{kind="watch"[^}]*\} (\d+)/.exec(metrics);
+    assert.ok(full !== null && Number(full[1]) > 0, 'the stream never reported a full buffer');
+  });
+
   test('bad input gets the right error and the node keeps serving', async () => {
     // Malformed JSON, unknown fields, wrong types: 400 with grpc-gateway's error body.
     const malformed = await post(port, '/v3/kv/put', '{"key": ');

@@ -77,7 +77,12 @@ export class Dispatcher {
       holder.stream?.close();
     };
     const tracked: StreamSink = {
-      write: (message) => (closed ? true : sink.write(message)),
+      write: (message) => {
+        if (closed) return true;
+        const room = sink.write(message);
+        if (!room) this.metrics.streamsFull.inc({ kind });
+        return room;
+      },
       onDrain: (fn) => sink.onDrain(fn),
       end: (error) => {
         if (closed) return;

@@ -98,6 +98,12 @@ export class ServerMetrics {
     buckets: latencyBuckets,
     registers: [this.registry],
   });
+  readonly streamsFull = new Counter({
+    name: 'chorus_stream_buffer_full_total',
+    help: 'Responses after which a stream reported its send buffer full (the client reads slowly): watchers pause, then replay from history',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
   readonly streams = new Gauge({
     name: 'chorus_streams',
     help: 'Open watch and keep-alive streams, by kind',
