@@ -53,10 +53,15 @@ test('regression: lease seed 13 (a stale leader answered a keep-alive "not found
   assert.ok(result.verdict.ok, result.verdict.problems.join('; '));
 });
 
-test('regression: watch seed 32 at 10 s (a snapshot installed under synced watchers) passes', () => {
-  const result = run('watch', 32, undefined, 10_000);
-  assert.ok(result.verdict.ok, result.verdict.problems.join('; '));
-});
+for (const [seed, what] of [
+  [32, 'a snapshot installed under synced watchers'],
+  [287, 'prevKv compacted away, as etcd allows'],
+] as const) {
+  test(`regression: watch seed ${seed} at 10 s (${what}) passes`, () => {
+    const result = run('watch', seed, undefined, 10_000);
+    assert.ok(result.verdict.ok, result.verdict.problems.join('; '));
+  });
+}
 
 const planted: [string, KvBug][] = [
   ['kv', 'stale-read'],

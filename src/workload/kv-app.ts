@@ -109,6 +109,8 @@ export class KvRun {
   pending = 0;
   nextProcess = 0;
   compactions = 0;
+  /** The highest compaction any node applied. */
+  maxCompacted = 0;
   private ctx: KvCtx | undefined;
 
   constructor(readonly o: KvSimOptions) {}
@@ -117,6 +119,10 @@ export class KvRun {
     const peers = [env.net.self, ...env.net.peers()].sort();
     return new KvSimApp(env, this.o, peers, this.invariants.onApply(node), {
       ...observe,
+      compacted: (revision) => {
+        this.maxCompacted = Math.max(this.maxCompacted, revision);
+        observe.compacted?.(revision);
+      },
       events: (revision, events) => {
         this.onEvents(node, revision, events);
         observe.events?.(revision, events);
