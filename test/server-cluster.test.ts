@@ -210,6 +210,47 @@ describe('a 3-process Chorus cluster', { timeout: 50_000 }, () => {
     assert.ok(ids.has(statuses[0]!.leader), 'the leader is a member');
   });
 
+  test('HashKV agrees across members; MoveLeader hands leadership to the named member', async () => {
+    await client.put('hash-me').value('1');
+    const statuses = await Promise.all(
+      cluster.members.map((m) => post(m.clientPort, '/v3/maintenance/status', {})),
+    );
+    const revision = Math.min(
+      ...statuses.map((s) => Number((s.body['header'] as Record<string, string>)['revision'])),
+    );
+    const hashes = await Promise.all(
+      cluster.members.map((m) =>
+        post(m.clientPort, '/v3/maintenance/hashkv', { revision: String(revision) }),
+      ),
+    );
+    assert.equal(new Set(hashes.map((h) => h.body['hash'])).size, 1, JSON.stringify(hashes));
+    assert.equal(hashes[0]!.body['hash_revision'], String(revision));
+    const hash = await post(port, '/v3/maintenance/hash', {});
+    assert.equal(typeof hash.body['hash'], 'number');
+
+    const leaderId = statuses[0]!.body['leader'] as string;
+    const leaderIndex = statuses.findIndex(
+      (s) => (s.body['header'] as Record<string, string>)['member_id'] === leaderId,
+    );
+    assert.ok(leaderIndex >= 0);
+    const target = statuses.find((_, i) => i !== leaderIndex)!;
+    const targetId = (target.body['header'] as Record<string, string>)['member_id']!;
+    const follower = cluster.members.find((_, i) => i !== leaderIndex)!;
+    const refused = await post(follower.clientPort, '/v3/maintenance/transfer-leadership', {
+      targetID: targetId,
+    });
+    assert.equal(refused.body['message'], 'etcdserver: not leader');
+    const moved = await post(
+      cluster.members[leaderIndex]!.clientPort,
+      '/v3/maintenance/transfer-leadership',
+      { targetID: targetId },
+    );
+    assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    const after = await post(port, '/v3/maintenance/status', {});
+    assert.equal(after.body['leader'], targetId);
+    await waitForLeader(cluster, 10_000);
+  });
+
   test('JSON gateway: kv, txn, lease and maintenance as etcd encodes them', async () => {
     const put = await post(port, '/v3/kv/put', {
       key: b64('gw'),
