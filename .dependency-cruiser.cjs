@@ -61,6 +61,22 @@ module.exports = {
       to: { path: '^src/(sim|workload)/' },
     },
     {
+      name: 'layer-client',
+      comment:
+        'client/ is an etcd v3 client: it may use core, the KV data types and key helpers, and the proto loader it shares with the server, nothing of the node itself',
+      severity: 'error',
+      from: { path: '^src/client/' },
+      to: {
+        path: '^src/',
+        pathNot: [
+          '^src/client/',
+          '^src/core/',
+          '^src/kv/(types|keys)\\.ts$',
+          '^src/server/proto\\.ts$',
+        ],
+      },
+    },
+    {
       name: 'protocols-not-node-env',
       comment: 'protocol code sees only the Env interface, never its Node.js implementation',
       severity: 'error',

@@ -8,6 +8,7 @@ import { registerSim } from './sim.js';
 import { registerCheck } from './check.js';
 import { registerServer } from './server.js';
 import { registerDev } from './dev.js';
+import { registerClient } from './client.js';
 import type { CliContext } from './context.js';
 
 export async function main(
@@ -31,6 +32,7 @@ export async function main(
   registerCheck(program, ctx);
   registerServer(program, ctx);
   registerDev(program, ctx);
+  registerClient(program, ctx);
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (error) {

@@ -1,0 +1,131 @@
+/**
+ * `chorus snapshot save <file>`: streams Maintenance.Snapshot from one member into
+ * `<file>.part`, fsyncs it and renames it to `<file>`, so a file of that name is always a
+ * whole snapshot. A progress bar on stderr (when it is a terminal) shows the bytes received
+ * against the total the server announces. Like etcdctl, it asks exactly one endpoint: a
+ * snapshot is one member's state, and "any of these" would make the file's origin a guess.
+ */
+import * as fs from 'node:fs';
+import { status as Status } from '@grpc/grpc-js';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import type { EtcdClient } from '../client/client.js';
+import { snapshotChunksMax } from '../client/constants.js';
+import { ClientInputError, EtcdClientError, fromGrpcError } from '../client/errors.js';
+import type { SnapshotResponse } from '../client/types.js';
+import { clientCommand, flagsOf, withClient } from './client-common.js';
+import { humanBytes } from './client-print.js';
+import type { CliContext } from './context.js';
+
+export function registerSnapshot(program: Command, ctx: CliContext): void {
+  const snapshot = program.command('snapshot').description('snapshot commands: save');
+  clientCommand(snapshot, 'save <file>', "save one member's snapshot to a file").action(
+    async (file: string, _o, command: Command) => {
+      const flags = flagsOf(command);
+      await withClient(ctx, flags, async (client) => {
+        if (client.endpoints.length !== 1)
+          throw new ClientInputError(
+            `snapshot must be requested to one selected node, not multiple [${client.endpoints.join(' ')}]`,
+          );
+        const version = await saveSnapshot(client, file);
+        ctx.out(`Snapshot saved at ${file}`);
+        if (version !== '') ctx.out(`Server version ${version}`);
+      });
+    },
+  );
+}
+
+/** Streams the snapshot into `<file>.part`, then fsync and rename; returns the server's version. */
+async function saveSnapshot(client: EtcdClient, file: string): Promise<string> {
+  const endpoint = await client.reachable();
+  const partPath = `${file}.part`;
+  const fd = fs.openSync(partPath, 'w', 0o600);
+  const bar = process.stderr.isTTY
+    ? new cliProgress.SingleBar(
+        {
+          format: 'snapshot [{bar}] {percentage}% {received} of {size}',
+          stream: process.stderr,
+          hideCursor: true,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  let renamed = false;
+  try {
+    const version = await receive(client, endpoint, (chunk, received, total) => {
+      fs.writeSync(fd, chunk);
+      const labels = { received: humanBytes(received), size: humanBytes(total) };
+      if (bar === undefined) return;
+      if (bar.getTotal() !== total) bar.start(total, received, labels);
+      else bar.update(received, labels);
+    });
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(partPath, file);
+    renamed = true;
+    return version;
+  } finally {
+    bar?.stop();
+    if (!renamed) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // Already closed after the fsync; only the rename failed.
+      }
+      fs.rmSync(partPath, { force: true });
+    }
+  }
+}
+
+function receive(
+  client: EtcdClient,
+  endpoint: string,
+  write: (chunk: Buffer, receivedBytes: number, totalBytes: number) => void,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const stream = client.snapshot(endpoint);
+    let received = 0;
+    let chunks = 0;
+    let version = '';
+    let remaining = -1;
+    const failWith = (error: unknown): void => {
+      stream.cancel();
+      reject(error instanceof Error ? error : new Error(String(error)));
+    };
+    stream.on('data', (r: SnapshotResponse) => {
+      if (++chunks > snapshotChunksMax)
+        return failWith(
+          new Error(`the snapshot stream sent more than ${snapshotChunksMax} chunks`),
+        );
+      received += r.blob.length;
+      remaining = Number(r.remainingBytes);
+      if (r.version !== '') version = r.version;
+      try {
+        write(r.blob, received, received + remaining);
+      } catch (error) {
+        failWith(error);
+      }
+    });
+    stream.on('error', (error) => {
+      const failure = fromGrpcError(error, endpoint);
+      if (failure.code !== Status.UNIMPLEMENTED) return reject(failure);
+      reject(
+        new EtcdClientError(
+          failure.code,
+          `${endpoint} does not implement snapshots yet (${failure.message})`,
+          endpoint,
+          { cause: failure, local: true },
+        ),
+      );
+    });
+    stream.on('end', () => {
+      if (remaining !== 0)
+        return reject(
+          new EtcdClientError(Status.DATA_LOSS, 'the snapshot stream ended early', endpoint, {
+            local: true,
+          }),
+        );
+      resolve(version);
+    });
+  });
+}
