@@ -292,7 +292,10 @@ export function humanBytes(bytes: number): string {
   const sizes = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB'];
   const e = Math.min(Math.floor(Math.log(bytes) / Math.log(1000)), sizes.length - 1);
   const value = Math.floor((bytes / 1000 ** e) * 10 + 0.5) / 10;
-  return `${value < 10 ? value.toFixed(1) : value.toFixed(0)} ${sizes[e]}`;
+  if (value < 10) return `${value.toFixed(1)} ${sizes[e]}`;
+  // Go's %.0f rounds a half to even (20.5 → "20"); toFixed would round it up.
+  const whole = value % 1 === 0.5 ? 2 * Math.round(value / 2) : Math.round(value);
+  return `${whole} ${sizes[e]}`;
 }
 
 /** Go's time.Duration.String() of a span in nanoseconds: "812.3µs", "1.234567ms", "2.5s". */
