@@ -156,12 +156,10 @@ export async function runDevCluster(
   ctx.out('');
   ctx.out('Try:');
   ctx.out(`  etcdctl --endpoints=${endpoints} put greeting hello`);
-  ctx.out(`  etcdctl --endpoints=${endpoints} get greeting -w json`);
+  ctx.out(`  npx chorus get greeting --endpoints ${endpoints}`);
+  ctx.out(`  npx chorus endpoint status --endpoints ${endpoints} -w table`);
   ctx.out(
     `  curl -s -X POST http://127.0.0.1:${members[0]!.clientPort}/v3/kv/range -d '{"key":"Z3JlZXRpbmc="}'`,
-  );
-  ctx.out(
-    `  (npx chorus sim / npx chorus check work offline; etcdctl endpoint status -w table too)`,
   );
   ctx.out('');
   ctx.out('Ctrl-C stops every member.');
