@@ -1,6 +1,8 @@
 /**
  * The MVCC store, through the request layer (src/kv/apply.ts) as Raft would apply it:
- * - puts/s: new keys, 64-byte keys in random order, 256-byte values (goal >= 200,000);
+ * - puts/s: new keys, 64-byte keys in random order, 256-byte values (goal >= 200,000),
+ *   beside a same-run baseline: the same keys and values turned into strings and set in a
+ *   plain Map (no history, no order, no copy-on-write) — the least a JS store can do;
  * - single-key ranges/s and 1,000-key ranges/s on that store;
  * - txns/s: a compare on the key's mod revision, then a put of it (a compare-and-swap);
  * - heap bytes per key: heapUsed before and after loading N keys of 64 B with 256 B values,
@@ -13,7 +15,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { applyPut, applyRange, applyTxn } from '../src/kv/apply.js';
-import { MvccStore } from '../src/kv/mvcc.js';
+import { MvccStore, toBinary } from '../src/kv/mvcc.js';
 import type { Benchmark } from './run.js';
 import { median } from './stats.js';
 
@@ -74,6 +76,16 @@ function load(n: number): { store: MvccStore; ms: number } {
   return { store, ms: performance.now() - started };
 }
 
+/** The baseline: the same conversions into a plain Map. */
+function loadMap(n: number): number {
+  const keys = shuffled(n).map(keyOf);
+  const values = Array.from({ length: 16 }, (_, i) => valueOf(i));
+  const map = new Map<string, string>();
+  const started = performance.now();
+  for (let i = 0; i < n; i++) map.set(toBinary(keys[i]!), toBinary(values[i & 15]!));
+  return performance.now() - started;
+}
+
 function gcFunction(): () => void {
   const exposed = (globalThis as { gc?: () => void }).gc;
   if (exposed !== undefined) return exposed;
@@ -104,16 +116,18 @@ export const kvBench: Benchmark = {
   name: 'kv: MVCC store puts, ranges, txns and memory per key',
   run() {
     const puts = 200_000;
-    rate('puts (new keys)', 'puts', () => ({ ops: puts, ms: load(puts).ms }));
+    const base = rate('baseline: Map.set', 'puts', () => ({ ops: puts, ms: loadMap(puts) }));
+    const putRate = rate('puts (new keys)', 'puts', () => ({ ops: puts, ms: load(puts).ms }));
+    console.log(`puts / baseline = ${(putRate / base).toFixed(2)}`);
 
     const size = 100_000;
-    const { store } = load(size);
+    const loaded = load(size).store;
     const keys = Array.from({ length: size }, (_, i) => keyOf(i));
     const probes = shuffled(size);
     const single = 200_000;
     rate('single-key ranges', 'ranges', () => {
       const started = performance.now();
-      for (let i = 0; i < single; i++) applyRange(store, { key: keys[probes[i % size]!]! });
+      for (let i = 0; i < single; i++) applyRange(loaded, { key: keys[probes[i % size]!]! });
       return { ops: single, ms: performance.now() - started };
     });
     const wide = 500;
@@ -121,7 +135,7 @@ export const kvBench: Benchmark = {
       const started = performance.now();
       for (let i = 0; i < wide; i++) {
         const from = probes[i]! % (size - 1000);
-        const result = applyRange(store, { key: keys[from]!, rangeEnd: keys[from + 1000]! });
+        const result = applyRange(loaded, { key: keys[from]!, rangeEnd: keys[from + 1000]! });
         if (result.kvs.length !== 1000) throw new Error('a 1,000-key range returned another count');
       }
       return { ops: wide, ms: performance.now() - started };
@@ -132,9 +146,9 @@ export const kvBench: Benchmark = {
       const started = performance.now();
       for (let i = 0; i < txns; i++) {
         const key = keys[probes[i % size]!]!;
-        const current = store.get(key)!;
+        const current = loaded.get(key)!;
         const { result } = applyTxn(
-          store,
+          loaded,
           {
             compare: [{ key, target: 'mod', modRevision: current.modRevision, result: 'equal' }],
             success: [{ put: { key, value } }],
