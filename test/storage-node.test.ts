@@ -5,10 +5,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { ChorusError } from '../src/core/errors.js';
 import { nodeId } from '../src/core/ids.js';
+import { silentLogger } from '../src/env/env.js';
 import { NodeDisk } from '../src/env/node/disk.js';
+import { createNodeEnv, type NodeEnv } from '../src/env/node/index.js';
 import { RaftStorage, type Recovered, type SaveUpdate } from '../src/storage/index.js';
 import { entries, hardState, recordingLogger } from './storage-helpers.js';
 
@@ -85,5 +87,30 @@ test('writes, closes, reopens and recovers over the real disk', async () => {
     await call((done) => third.storage.close(done));
   } finally {
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('NodeDisk accepts a relative root; createNodeEnv draws a seed when given none', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'chorus-rel-'));
+  try {
+    const disk = new NodeDisk(relative(process.cwd(), dir));
+    await new Promise<void>((resolve, reject) =>
+      disk.mkdir('sub', (error) => (error === undefined ? resolve() : reject(error))),
+    );
+    const made = await new Promise<NodeEnv>((resolve, reject) =>
+      createNodeEnv(
+        {
+          self: nodeId('a'),
+          listen: { host: '127.0.0.1', port: 0 },
+          peers: new Map(),
+          dataDir: join(dir, 'env'),
+          log: silentLogger,
+        },
+        (error, env) => (env === undefined ? reject(error ?? new Error('no env')) : resolve(env)),
+      ),
+    );
+    await new Promise<void>((resolve) => made.close(resolve));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -76,8 +76,12 @@ function writeAll(
 }
 
 export class NodeDisk implements Disk {
-  constructor(readonly root: string) {
-    fs.mkdirSync(root, { recursive: true });
+  readonly root: string;
+
+  constructor(root: string) {
+    // Absolute, so the containment check below compares like with like.
+    this.root = path.resolve(root);
+    fs.mkdirSync(this.root, { recursive: true });
   }
 
   private resolve(relative: string): string {

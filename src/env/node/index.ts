@@ -40,7 +40,8 @@ export function createNodeEnv(
   options: NodeEnvOptions,
   done: (error: Error | undefined, nodeEnv: NodeEnv | undefined) => void,
 ): void {
-  const seed = options.seed ?? randomInt(0, 2 ** 48);
+  // randomInt needs max - min below 2^48.
+  const seed = options.seed ?? randomInt(0, 2 ** 48 - 1);
   const log = (options.log ?? nodeLogger()).child({ node: options.self });
   log.info('seed', { seed, reproduce: `CHORUS_SEED=${seed}` });
   const random = seededRandom(seed).fork(options.self);
