@@ -30,18 +30,3 @@ export function prefixEnd(prefix: Bytes): Bytes {
   }
   return new Uint8Array([0]);
 }
-
-/** Bytes as a latin1 "binary string": one char per byte, so JS `<` orders it bytewise. */
-export function toBinary(bytes: Bytes): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i += 4096) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 4096));
-  }
-  return s;
-}
-
-export function fromBinary(s: string): Bytes {
-  const bytes = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
-  return bytes;
-}

@@ -12,9 +12,8 @@ import type { StateMachine } from '../raft/driver.js';
 import type { Entry } from '../raft/types.js';
 import { applyDeleteRange, applyPut, applyRange, applyTxn } from './apply.js';
 import { KvError } from './errors.js';
-import { fromBinary, toBinary } from './keys.js';
 import type { LeaseTable } from './lease.js';
-import { MvccStore } from './mvcc.js';
+import { fromBinary, MvccStore, toBinary } from './mvcc.js';
 import type {
   Bytes,
   DeleteRangeRequest,

@@ -24,7 +24,7 @@ import {
 import type { RestoredState } from '../raft/raft.js';
 import type { Respond } from '../transport/rpc.js';
 import { KvError, type KvErrorCode } from './errors.js';
-import { fromBinary } from './keys.js';
+import { fromBinary } from './mvcc.js';
 import { LeaseClock, LeaseTable } from './lease.js';
 import { KvMachine, type KvCommand, type KvListener, type KvOutcome } from './machine.js';
 import {
