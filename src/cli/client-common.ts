@@ -112,6 +112,23 @@ export function fail(ctx: CliContext, error: unknown): void {
   }
 }
 
+/**
+ * The endpoint a stream (re)opens on. After a broken stream, failing to find another says
+ * both what broke and that nothing else answers.
+ */
+export async function streamEndpoint(
+  client: EtcdClient,
+  broken: EtcdClientError | undefined,
+): Promise<string> {
+  try {
+    return await client.reachable();
+  } catch (error) {
+    if (broken === undefined || !(error instanceof EtcdClientError)) throw error;
+    const message = `the stream to ${broken.endpoint} broke (${broken.message}), and ${error.message}`;
+    throw new EtcdClientError(broken.code, message, broken.endpoint, { cause: error, local: true });
+  }
+}
+
 /** Commander's option object for a command, typed. */
 export const flagsOf = <T extends object>(command: Command): T & ClientFlags =>
   command.opts<T & ClientFlags>();

@@ -7,11 +7,20 @@
 import { status as Status } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import type { EtcdClient } from '../client/client.js';
-import { keepAliveDivisor, keepAliveIntervalMsMin } from '../client/constants.js';
-import { ClientInputError, EtcdClientError, fromGrpcError } from '../client/errors.js';
+import {
+  keepAliveDivisor,
+  keepAliveIntervalMsMin,
+  streamReconnectDelayMs,
+} from '../client/constants.js';
+import {
+  ClientInputError,
+  EtcdClientError,
+  fromGrpcError,
+  streamBroken,
+} from '../client/errors.js';
 import { leaseHex, parseLeaseId } from '../client/requests.js';
 import type { LeaseKeepAliveResponse } from '../client/types.js';
-import { clientCommand, flagsOf, withClient } from './client-common.js';
+import { clientCommand, flagsOf, streamEndpoint, withClient } from './client-common.js';
 import { Printer } from './client-print.js';
 import type { CliContext } from './context.js';
 
@@ -126,8 +135,11 @@ async function keepAliveOnce(client: EtcdClient, id: string): Promise<LeaseKeepA
 }
 
 /**
- * Renews every TTL/3 until the server reports the lease gone (TTL ≤ 0) or Ctrl-C. A broken
- * stream moves to another endpoint; it fails once every endpoint has failed in a row.
+ * Renews as etcd's client does: a request whenever the next renewal is due (TTL/3 after the
+ * last answer), re-sent every `keepAliveIntervalMsMin` while no answer comes, until the
+ * server reports the lease gone (TTL ≤ 0), no answer has come within the lease's TTL (it
+ * has expired for all we know), or Ctrl-C. A broken stream is reopened on another endpoint
+ * while the lease may still live; before the first answer, each endpoint gets one try.
  */
 async function keepAliveUntilGone(
   client: EtcdClient,
@@ -144,17 +156,25 @@ async function keepAliveUntilGone(
   process.on('SIGTERM', onSignal);
   try {
     let fruitless = 0;
+    let broken: EtcdClientError | undefined;
+    // The lease surely lives until the last answer plus its TTL.
+    let aliveUntilMs: number | undefined;
+    let nextRenewalMs = 0;
     for (;;) {
-      const endpoint = await client.reachable();
+      const endpoint = await streamEndpoint(client, broken);
       let progressed = false;
       const end = await new Promise<'gone' | 'interrupted' | EtcdClientError>((resolve) => {
         const stream = client.stream('Lease.LeaseKeepAlive', endpoint);
-        let timer: ReturnType<typeof setTimeout> | undefined;
         let done = false;
+        const tick = (): void => {
+          if (aliveUntilMs !== undefined && Date.now() >= aliveUntilMs) return finish('gone');
+          if (Date.now() >= nextRenewalMs) stream.write({ ID: id });
+        };
+        const timer = setInterval(tick, keepAliveIntervalMsMin);
         const finish = (result: 'gone' | 'interrupted' | EtcdClientError): void => {
           if (done) return;
           done = true;
-          clearTimeout(timer);
+          clearInterval(timer);
           interrupt = undefined;
           stream.cancel();
           resolve(result);
@@ -165,20 +185,26 @@ async function keepAliveUntilGone(
           progressed = true;
           const ttl = Number(r.TTL);
           if (ttl <= 0) return finish('gone');
+          aliveUntilMs = Date.now() + ttl * 1000;
+          nextRenewalMs = Date.now() + (ttl * 1000) / keepAliveDivisor;
           printer.keepAlive(r);
-          const waitMs = Math.max((ttl * 1000) / keepAliveDivisor, keepAliveIntervalMsMin);
-          timer = setTimeout(() => stream.write({ ID: id }), waitMs);
         });
         stream.on('error', (error) => finish(fromGrpcError(error, endpoint)));
         stream.on('end', () =>
           finish(new EtcdClientError(Status.UNAVAILABLE, 'keep-alive stream ended', endpoint)),
         );
-        stream.write({ ID: id });
+        tick();
       });
       if (end === 'gone' || end === 'interrupted') return end;
       fruitless = progressed ? 0 : fruitless + 1;
-      if (end.code !== Status.UNAVAILABLE || fruitless >= client.endpoints.length) throw end;
+      const retry =
+        aliveUntilMs === undefined
+          ? fruitless < client.endpoints.length
+          : Date.now() < aliveUntilMs;
+      if (!streamBroken(end) || !retry) throw end;
+      broken = end;
       client.avoid(endpoint);
+      await new Promise((resolve) => setTimeout(resolve, streamReconnectDelayMs));
     }
   } finally {
     process.off('SIGINT', onSignal);

@@ -8,10 +8,11 @@
 import { status as Status } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import type { EtcdClient } from '../client/client.js';
-import { EtcdClientError, fromGrpcError } from '../client/errors.js';
+import { streamReconnectDelayMs } from '../client/constants.js';
+import { EtcdClientError, fromGrpcError, streamBroken } from '../client/errors.js';
 import { parseCount, rangeRequest } from '../client/requests.js';
 import type { WatchCreateRequest, WatchResponse } from '../client/types.js';
-import { clientCommand, flagsOf, withClient } from './client-common.js';
+import { clientCommand, flagsOf, streamEndpoint, withClient } from './client-common.js';
 import { Printer } from './client-print.js';
 import type { CliContext } from './context.js';
 
@@ -74,8 +75,9 @@ async function watchUntilInterrupted(
     let next = create.startRevision ?? '0';
     // Reconnections without a single response in between: each endpoint gets one try.
     let fruitless = 0;
+    let broken: EtcdClientError | undefined;
     for (;;) {
-      const endpoint = await client.reachable();
+      const endpoint = await streamEndpoint(client, broken);
       let progressed = false;
       const end = await new Promise<StreamEnd>((resolve) => {
         const stream = client.stream('Watch.Watch', endpoint);
@@ -117,9 +119,10 @@ async function watchUntilInterrupted(
       if (end.kind === 'canceled')
         throw new EtcdClientError(Status.CANCELLED, end.reason, endpoint, { local: true });
       fruitless = progressed ? 0 : fruitless + 1;
-      if (end.error.code !== Status.UNAVAILABLE || fruitless >= client.endpoints.length)
-        throw end.error;
+      if (!streamBroken(end.error) || fruitless >= client.endpoints.length) throw end.error;
+      broken = end.error;
       client.avoid(endpoint);
+      await new Promise((resolve) => setTimeout(resolve, streamReconnectDelayMs));
     }
   } finally {
     process.off('SIGINT', onSignal);

@@ -121,11 +121,12 @@ export class EtcdClient {
     const deadlineMs = Date.now() + this.options.commandTimeoutMs;
     const order = this.order(options.endpoint);
     let lastError: EtcdClientError | undefined;
-    for (const endpoint of order) {
-      if ((await this.connect(endpoint, deadlineMs)) !== undefined) continue;
+    for (const [i, endpoint] of order.entries()) {
+      const last = i === order.length - 1;
+      if ((await this.connect(endpoint, deadlineMs, !last)) !== undefined) continue;
       try {
         const response = await this.unary(endpoint, method, request, deadlineMs);
-        this.preferred = this.endpoints.indexOf(endpoint);
+        this.prefer(endpoint);
         return response;
       } catch (error) {
         const failure = fromGrpcError(error, endpoint);
@@ -144,10 +145,10 @@ export class EtcdClient {
   async reachable(endpoint?: string): Promise<string> {
     etcdDefinition(); // parsed now, so that it does not count in the time of a first request
     const order = this.order(endpoint);
-    for (const candidate of order) {
+    for (const [i, candidate] of order.entries()) {
       const deadlineMs = Date.now() + this.options.dialTimeoutMs;
-      if ((await this.connect(candidate, deadlineMs)) === undefined) {
-        this.preferred = this.endpoints.indexOf(candidate);
+      if ((await this.connect(candidate, deadlineMs, i < order.length - 1)) === undefined) {
+        this.prefer(candidate);
         return candidate;
       }
     }
@@ -214,12 +215,38 @@ export class EtcdClient {
     return channel;
   }
 
-  /** Undefined once the endpoint's connection is up; grpc-js's complaint otherwise. */
-  private connect(endpoint: string, deadlineMs: number): Promise<Error | undefined> {
+  /**
+   * Undefined once the endpoint's connection is up, an Error otherwise. With `failFast`, a
+   * connection that has just failed (refused, reset) gives up at once so the next endpoint
+   * is tried without waiting out the dial timeout on a member that is down; the last
+   * candidate waits the whole dial timeout, for a member that is still starting.
+   */
+  private connect(
+    endpoint: string,
+    deadlineMs: number,
+    failFast: boolean,
+  ): Promise<Error | undefined> {
+    const channel = this.channel(endpoint).getChannel();
     const dialDeadlineMs = Math.min(deadlineMs, Date.now() + this.options.dialTimeoutMs);
-    return new Promise((resolve) =>
-      this.channel(endpoint).waitForReady(dialDeadlineMs, (error) => resolve(error)),
-    );
+    return new Promise((resolve) => {
+      const check = (): void => {
+        const state = channel.getConnectivityState(true);
+        if (state === grpc.connectivityState.READY) return resolve(undefined);
+        if (state === grpc.connectivityState.SHUTDOWN)
+          return resolve(new Error(`the channel to ${endpoint} is shut down`));
+        if (state === grpc.connectivityState.TRANSIENT_FAILURE && failFast)
+          return resolve(new Error(`the connection to ${endpoint} failed`));
+        channel.watchConnectivityState(state, dialDeadlineMs, (error) =>
+          error === undefined ? check() : resolve(error),
+        );
+      };
+      check();
+    });
+  }
+
+  private prefer(endpoint: string): void {
+    const index = this.endpoints.indexOf(endpoint);
+    if (index >= 0) this.preferred = index;
   }
 
   private unary<M extends UnaryMethod>(

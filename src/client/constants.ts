@@ -22,10 +22,13 @@ export const txnLinesMax = 10_000;
 /** One line of a txn (a put with a large value still fits). */
 export const txnLineBytesMax = 2 * 1024 * 1024;
 
-/** A lease keep-alive is sent every TTL / this, as etcd's client does. */
+/** A lease is renewed TTL / this after its last renewal, as etcd's client does. */
 export const keepAliveDivisor = 3;
-/** Never keep alive more often than this, whatever the TTL. */
+/** How often the keep-alive loop looks whether a renewal is due (etcd's retryConnWait). */
 export const keepAliveIntervalMsMin = 500;
+
+/** Pause before a broken watch or keep-alive stream is opened again elsewhere. */
+export const streamReconnectDelayMs = 200;
 
 /** Snapshot chunks the client accepts before it gives up on a stream that never ends. */
 export const snapshotChunksMax = 10_000_000;

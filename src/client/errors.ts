@@ -71,6 +71,20 @@ export function fromGrpcError(error: unknown, endpoint: string): EtcdClientError
   return new EtcdClientError(code, details, endpoint, { cause: error });
 }
 
+/**
+ * A stream (watch, keep-alive) that ended this way lost its member, not its meaning: it may
+ * be opened again elsewhere. Besides UNAVAILABLE, a member that shuts down may reset the
+ * stream (CANCELLED, since this client cancels only streams it has finished with) or fail
+ * it mid-frame (INTERNAL).
+ */
+export function streamBroken(error: EtcdClientError): boolean {
+  return (
+    error.code === Status.UNAVAILABLE ||
+    error.code === Status.CANCELLED ||
+    error.code === Status.INTERNAL
+  );
+}
+
 /** Command-line input the client refuses before sending anything (a bad id, a bad txn line). */
 export class ClientInputError extends Error {
   override name = 'ClientInputError';
