@@ -124,7 +124,7 @@ export async function streamEndpoint(
     return await client.reachable();
   } catch (error) {
     if (broken === undefined || !(error instanceof EtcdClientError)) throw error;
-    const message = `the stream to ${broken.endpoint} broke (${broken.message}), and ${error.message}`;
+    const message = `the stream to ${broken.endpoint} broke (${broken.message}); ${error.message}`;
     throw new EtcdClientError(broken.code, message, broken.endpoint, { cause: error, local: true });
   }
 }

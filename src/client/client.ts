@@ -274,9 +274,10 @@ export class EtcdClient {
 
   private unreachable(order: readonly string[]): EtcdClientError {
     const seconds = this.options.dialTimeoutMs / 1000;
+    const which = order.length === 1 ? order[0] : `any of ${order.join(', ')}`;
     return new EtcdClientError(
       grpc.status.UNAVAILABLE,
-      `no endpoint reachable within --dial-timeout ${seconds}s: ${order.join(', ')}`,
+      `cannot connect to ${which} (--dial-timeout ${seconds}s)`,
       order[order.length - 1] ?? '',
       { local: true },
     );
