@@ -1,0 +1,339 @@
+// Goal: faults on real `chorus server` processes lose no acknowledged write and serve no stale
+// read. Eight clients get, put and compare-and-swap a few keys through random members of a
+// 3-process loopback cluster while the leader is killed with -9 and restarted, stopped with
+// SIGSTOP and continued (then a follower), and the whole cluster is restarted from its data
+// directories. Every operation is recorded as a history and judged by the linearizability
+// checker with the kv model; 'unknown' fails as 'not-linearizable' does. After each workload
+// every member reads every key, so a lost write is a read the checker cannot place. A planted
+// change to one read of a recorded history shows the judgment can fail.
+//
+// A history that is not linearizable is written to a .jsonl file named in the failure, for
+// `npx chorus check FILE --model kv --html report.html`. CHORUS_LIVE_SEED changes the clients'
+// choices (the fault timing is real, so a seed narrows a rerun but cannot replay one).
+import { after, before, describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { toJsonl, type HistoryEvent } from '../src/check/history.js';
+import {
+  call,
+  clusterClient,
+  describeVerdict,
+  judge,
+  KvWorkload,
+  plant,
+  type GrpcCluster,
+} from './live-history.js';
+import {
+  freePorts,
+  health,
+  serverArgs,
+  sleep,
+  spawnChorus,
+  startCluster,
+  stopCluster,
+  waitForLeader,
+  type Cluster,
+  type Member,
+} from './server-helpers.js';
+
+const seed = Number(process.env['CHORUS_LIVE_SEED'] ?? 6);
+const clients = 8;
+const keysPerCase = 3;
+/**
+ * A hard bound on each history, whatever the phases take (a run has 400–800 operations); a
+ * case that reaches it fails, rather than running its later faults without clients.
+ */
+const opsMax = 1_500;
+const thinkMsMean = 25;
+/**
+ * Successful operations each phase waits for (between faults), and how long it may take at
+ * most; fewer while a member is stopped, as a third of the requests then wait out their
+ * deadline.
+ */
+const phaseOps = 80;
+const stoppedPhaseOps = 30;
+const phaseMsMax = 10_000;
+const electionMsMax = 10_000;
+
+/** Polls until every listed member serves and names the same leader among them. */
+async function leaderAmong(members: readonly Member[], timeoutMs: number): Promise<Member> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const seen = await Promise.all(members.map((m) => health(m.clientPort)));
+    const lead = seen[0]?.leader;
+    const leader = members.find((m) => m.name === lead);
+    if (leader !== undefined && seen.every((h) => h?.mode === 'serving' && h.leader === lead))
+      return leader;
+    await sleep(25);
+  }
+  throw new Error(`no common leader among ${members.map((m) => m.name).join(', ')}`);
+}
+
+/** Starts a member again on its data directory and ports. */
+function restart(cluster: Cluster, m: Member): void {
+  const args = serverArgs(m.name, m.dataDir, m.clientPort, m.peerPort, cluster.initialCluster);
+  Object.assign(m, spawnChorus(args));
+}
+
+function running(m: Member): boolean {
+  return m.child.exitCode === null && m.child.signalCode === null;
+}
+
+/** Undoes what a failed case may have left behind: a stopped member, a dead one. */
+function heal(cluster: Cluster): void {
+  for (const m of cluster.members) {
+    if (running(m)) m.child.kill('SIGCONT');
+    else restart(cluster, m);
+  }
+}
+
+describe('live faults on a 3-process cluster, judged by the linearizability checker', () => {
+  let cluster: Cluster | undefined;
+  const workloads: KvWorkload[] = [];
+  /** Recorded histories by case, for the planted-failure check. */
+  const histories = new Map<string, HistoryEvent[]>();
+
+  before(async () => {
+    cluster = await startCluster(3);
+  });
+
+  after(async () => {
+    // A case that timed out may have left its clients running; each stops within a deadline.
+    await Promise.all(workloads.map((w) => w.stop()));
+    for (const w of workloads) w.close();
+    if (cluster === undefined) return;
+    // A stopped process would hold its SIGTERM until continued.
+    for (const m of cluster.members) if (running(m)) m.child.kill('SIGCONT');
+    await stopCluster(cluster);
+  });
+
+  function live(): Cluster {
+    assert.ok(cluster !== undefined, 'the cluster did not start');
+    return cluster;
+  }
+
+  /**
+   * Runs the workload around `faults`, then stops the clients, reads every key through every
+   * running member, judges the history and reports the figures.
+   */
+  async function withWorkload(
+    t: TestContext,
+    name: string,
+    faults: (w: KvWorkload) => Promise<void>,
+    endpoints: () => readonly string[] = () => live().endpoints,
+  ): Promise<void> {
+    const c = live();
+    heal(c);
+    await waitForLeader(c, 20_000);
+    const w = new KvWorkload({
+      endpoints,
+      keys: Array.from({ length: keysPerCase }, (_, i) => `${name}/k${i}`),
+      clients,
+      seed,
+      thinkMsMean,
+      opsMax,
+    });
+    workloads.push(w);
+    w.start();
+    try {
+      await faults(w);
+    } finally {
+      await w.stop();
+      histories.set(name, w.recorder.events);
+      const s = w.recorder.summary();
+      t.diagnostic(`${name}: ${s.ops} ops (${s.ok} ok, ${s.fail} fail, ${s.info} info)`);
+      for (const [message, count] of w.errors) t.diagnostic(`  ${count} × ${message}`);
+    }
+    await waitForLeader(c, electionMsMax);
+    await w.finalReads(c.members.filter(running).map((m) => `127.0.0.1:${m.clientPort}`));
+    const result = judge(w.recorder.events, name);
+    const s = w.recorder.summary();
+    t.diagnostic(`${name}: with the final reads ${s.ops} ops; ${describeVerdict(result)}`);
+    if (result.verdict !== 'linearizable') {
+      const file = join(tmpdir(), `chorus-live-${name}-seed${seed}.jsonl`);
+      fs.writeFileSync(file, toJsonl(w.recorder.events));
+      assert.fail(
+        `${describeVerdict(result)}\nhistory: ${file} (npx chorus check ${file} --model kv --html report.html)`,
+      );
+    }
+    assert.ok(s.ok > 0, 'some operations succeeded');
+  }
+
+  /** Waits for the workload to move on; a stalled cluster fails the case. */
+  async function phase(w: KvWorkload, what: string, okOps = phaseOps): Promise<void> {
+    assert.ok(await w.progress(okOps, phaseMsMax), `the workload stalled ${what}`);
+  }
+
+  test('kill -9 of the leader during writes, then its restart', { timeout: 60_000 }, async (t) => {
+    const c = live();
+    await withWorkload(t, 'kill', async (w) => {
+      await phase(w, 'before the kill');
+      const old = await leaderAmong(c.members, electionMsMax);
+      const killedAt = Date.now();
+      old.child.kill('SIGKILL');
+      assert.equal((await old.exited).signal, 'SIGKILL');
+      const next = await leaderAmong(
+        c.members.filter((m) => m !== old),
+        electionMsMax,
+      );
+      t.diagnostic(`kill: ${next.name} leads ${Date.now() - killedAt} ms after ${old.name} died`);
+      await phase(w, 'with the leader dead');
+      restart(c, old);
+      const rejoinFrom = Date.now();
+      await waitForLeader(c, electionMsMax);
+      t.diagnostic(`kill: ${old.name} serves again ${Date.now() - rejoinFrom} ms after restart`);
+      await phase(w, 'after the restart');
+    });
+  });
+
+  test('SIGSTOP / SIGCONT of the leader, then of a follower', { timeout: 60_000 }, async (t) => {
+    const c = live();
+    await withWorkload(t, 'stop', async (w) => {
+      await phase(w, 'before the stop');
+      const old = await leaderAmong(c.members, electionMsMax);
+      const stoppedAt = Date.now();
+      old.child.kill('SIGSTOP');
+      try {
+        const next = await leaderAmong(
+          c.members.filter((m) => m !== old),
+          electionMsMax,
+        );
+        t.diagnostic(
+          `stop: ${next.name} leads ${Date.now() - stoppedAt} ms after ${old.name} stopped`,
+        );
+        await phase(w, 'with the leader stopped', stoppedPhaseOps);
+      } finally {
+        old.child.kill('SIGCONT');
+      }
+      const continuedAt = Date.now();
+      await waitForLeader(c, electionMsMax);
+      t.diagnostic(`stop: ${old.name} rejoins ${Date.now() - continuedAt} ms after SIGCONT`);
+      await phase(w, 'after the leader continued');
+
+      const leader = await leaderAmong(c.members, electionMsMax);
+      const follower = c.members.find((m) => m !== leader)!;
+      follower.child.kill('SIGSTOP');
+      try {
+        await phase(w, 'with a follower stopped', stoppedPhaseOps);
+        // Long enough that the follower misses heartbeats and entries it must catch up on.
+        await sleep(1_000);
+      } finally {
+        follower.child.kill('SIGCONT');
+      }
+      await waitForLeader(c, electionMsMax);
+      await phase(w, 'after the follower continued');
+    });
+  });
+
+  test(
+    'restart of the whole cluster in the middle of a workload',
+    { timeout: 60_000 },
+    async (t) => {
+      const c = live();
+      await withWorkload(t, 'restart', async (w) => {
+        await phase(w, 'before the restart');
+        for (const m of c.members) m.child.kill('SIGTERM');
+        const exits = await Promise.all(c.members.map((m) => m.exited));
+        assert.deepEqual(
+          exits.map((e) => e.code),
+          c.members.map(() => 0),
+          JSON.stringify(exits),
+        );
+        const startedAt = Date.now();
+        for (const m of c.members) restart(c, m);
+        await waitForLeader(c, 20_000);
+        t.diagnostic(`restart: all serve one leader ${Date.now() - startedAt} ms after the start`);
+        await phase(w, 'after the restart');
+      });
+    },
+  );
+
+  test('a member removed and another added while writing', { timeout: 60_000 }, async (t) => {
+    const c = live();
+    await waitForLeader(c, electionMsMax);
+    const admin = clusterClient(c.endpoints[0]!);
+    try {
+      // Side-effect-free probes: an implementation refuses these with NOT_FOUND or
+      // INVALID_ARGUMENT; a stub answers UNIMPLEMENTED.
+      const missing: string[] = [];
+      const remove = await call(admin.MemberRemove, admin, { ID: '1' });
+      if ('error' in remove && remove.error.code === grpc.status.UNIMPLEMENTED)
+        missing.push(`Cluster.MemberRemove (${remove.error.details})`);
+      const add = await call(admin.MemberAdd, admin, { peerURLs: [] });
+      if ('error' in add && add.error.code === grpc.status.UNIMPLEMENTED)
+        missing.push(`Cluster.MemberAdd (${add.error.details})`);
+      if (missing.length > 0) {
+        t.skip(`the server answers UNIMPLEMENTED to ${missing.join(' and ')}`);
+        return;
+      }
+      // Written from etcd's documented procedure but never yet run against an implementation
+      // (there was none): its failures are reported without failing the suite until it has.
+      t.todo('first run of the membership case against a real implementation');
+      await membershipCase(t, c, admin);
+    } finally {
+      admin.close();
+    }
+  });
+
+  /** Removes a follower and adds n4 (etcd's procedure: MemberAdd, then start it `existing`). */
+  async function membershipCase(t: TestContext, c: Cluster, admin: GrpcCluster): Promise<void> {
+    const endpoints = [...c.endpoints];
+    await withWorkload(
+      t,
+      'membership',
+      async (w) => {
+        await phase(w, 'before the removal');
+        const leader = await leaderAmong(c.members, electionMsMax);
+        const gone = c.members.find((m) => m !== leader)!;
+        const list = await call(admin.MemberList, admin, {});
+        assert.ok('response' in list, 'MemberList');
+        const members = list.response['members'] as { ID: string; name: string }[];
+        const id = members.find((m) => m.name === gone.name)?.ID;
+        assert.ok(id !== undefined, `${gone.name} in ${JSON.stringify(members)}`);
+        const removed = await call(admin.MemberRemove, admin, { ID: id });
+        assert.ok('response' in removed, `MemberRemove: ${JSON.stringify(removed)}`);
+        endpoints.splice(endpoints.indexOf(`127.0.0.1:${gone.clientPort}`), 1);
+        gone.child.kill('SIGTERM');
+        await gone.exited;
+        c.members.splice(c.members.indexOf(gone), 1);
+        await phase(w, 'after the removal');
+
+        const [clientPort, peerPort] = (await freePorts(2)) as [number, number];
+        const added = await call(admin.MemberAdd, admin, {
+          peerURLs: [`http://127.0.0.1:${peerPort}`],
+        });
+        assert.ok('response' in added, `MemberAdd: ${JSON.stringify(added)}`);
+        const initialCluster = [
+          ...c.members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`),
+          `n4=http://127.0.0.1:${peerPort}`,
+        ].join(',');
+        const dataDir = join(c.root, 'n4');
+        const n4 = spawnChorus([
+          ...serverArgs('n4', dataDir, clientPort, peerPort, initialCluster),
+          '--initial-cluster-state',
+          'existing',
+        ]);
+        c.members.push({ name: 'n4', clientPort, peerPort, dataDir, ...n4 });
+        await waitForLeader(c, 20_000);
+        endpoints.push(`127.0.0.1:${clientPort}`);
+        await phase(w, 'after the addition');
+      },
+      () => endpoints,
+    );
+  }
+
+  test('planted: one altered read makes a recorded history fail the check', () => {
+    const recorded = [...histories.values()].find((events) => events.length > 0);
+    assert.ok(recorded !== undefined, 'no live case recorded a history');
+    assert.equal(judge(recorded, 'recorded').verdict, 'linearizable');
+    for (const kind of ['lost-write', 'phantom'] as const) {
+      const planted = plant(recorded, kind);
+      assert.ok(planted !== undefined, `the history has a read to alter for ${kind}`);
+      const result = judge(planted.events, `planted ${kind}`);
+      assert.equal(result.verdict, 'not-linearizable', `${kind}: ${describeVerdict(result)}`);
+    }
+  });
+});
