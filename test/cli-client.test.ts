@@ -7,7 +7,7 @@
 // share are checked on their own first, without a cluster.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -300,6 +300,57 @@ describe('chorus client commands against a 3-process cluster', { timeout: 30_000
       put!,
       /^\{"header":\{"cluster_id":\d+,"member_id":\d+,"revision":\d+,"raft_term":\d+\}\}$/,
     );
+  });
+
+  // etcdctl from Debian's etcd-client (3.4) when it is installed: the same commands against
+  // the same member must print the same bytes. Only what does not change between the two
+  // runs is compared (no TTLs, no Raft indexes, one endpoint so the headers agree).
+  test('the same output as etcdctl, byte for byte', async (t) => {
+    const probe = spawnSync('etcdctl', ['version'], { env: { ...process.env, ETCDCTL_API: '3' } });
+    if (probe.error !== undefined) return t.skip('etcdctl is not installed (Debian: etcd-client)');
+    const one = endpoints.split(',')[0]!;
+    const etcdctl = (args: string[]): { status: number | null; stdout: string; stderr: string } => {
+      const r = spawnSync('etcdctl', [`--endpoints=${one}`, ...args], {
+        env: { ...process.env, ETCDCTL_API: '3' },
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    };
+    const chorus = async (
+      args: string[],
+    ): Promise<{ code: number; stdout: string; stderr: string }> => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await main([...args, '--endpoints', one], {
+        out: (l) => out.push(l),
+        err: (l) => err.push(l),
+      });
+      return { code, stdout: out.map((l) => `${l}\n`).join(''), stderr: err.join('\n') };
+    };
+    await ok('put', 'same/a', 'one <&> two');
+    await ok('put', 'same/b', '', '--lease', '0');
+    for (const args of [
+      ['get', 'same/', '--prefix'],
+      ['get', 'same/', '--prefix', '-w', 'json'],
+      ['get', 'same/', '--prefix', '--keys-only', '--limit', '1', '-w', 'json'],
+      ['member', 'list'],
+      ['member', 'list', '-w', 'json'],
+      ['member', 'list', '-w', 'table'],
+      ['lease', 'timetolive', '1234'],
+    ]) {
+      const theirs = etcdctl(args);
+      const ours = await chorus(args);
+      assert.equal(theirs.status, 0, theirs.stderr);
+      assert.equal(ours.code, 0, ours.stderr);
+      assert.equal(ours.stdout, theirs.stdout, args.join(' '));
+    }
+    const future = ['get', 'same/a', '--rev', '999999'];
+    const theirs = etcdctl(future);
+    const ours = await chorus(future);
+    // etcdctl also logs a JSON warning line first; its last line is the error.
+    assert.equal(ours.stderr, theirs.stderr.trim().split('\n').pop());
+    assert.deepEqual([ours.code, theirs.status], [1, 1]);
   });
 
   test('del: one key, a prefix with --prev-kv', async () => {
