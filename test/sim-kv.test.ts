@@ -53,6 +53,11 @@ test('regression: lease seed 13 (a stale leader answered a keep-alive "not found
   assert.ok(result.verdict.ok, result.verdict.problems.join('; '));
 });
 
+test('regression: lease seed 757 at 10 s (a stale leader never saw the grant) passes', () => {
+  const result = run('lease', 757, undefined, 10_000);
+  assert.ok(result.verdict.ok, result.verdict.problems.join('; '));
+});
+
 for (const [seed, what] of [
   [32, 'a snapshot installed under synced watchers'],
   [287, 'prevKv compacted away, as etcd allows'],

@@ -233,9 +233,11 @@ export class KvNode {
   }
 
   /** Returns the lease's TTL in seconds once the refreshed deadline is checkpointed. */
-  leaseKeepAlive(id: number, done: Done<number>): void {
+  leaseKeepAlive(id: number, done: Done<number>, confirmed = false): void {
     const raft = this.driver.node.raft;
     if (raft.role !== 'leader') return this.forward(keepAliveMethod, id, done);
+    // A new leader takes over at once rather than at its next lease tick.
+    this.syncLeadership(this.env.clock.monotonicMs());
     if (!this.clock.leading || !this.leadsTerm(this.leaseTerm))
       return done(
         new ChorusError('no-leader', 'the leader is still taking over leases'),
@@ -249,6 +251,14 @@ export class KvNode {
       this.revokeWaiters.set(id, waiting);
       return;
     }
+    if (!confirmed && !this.machine.leases.exists(id)) {
+      // Unknown here — but this may be a stale leader that never saw the grant. Confirm
+      // leadership with a read barrier before saying "not found" (etcd does the same).
+      this.driver.read((error) =>
+        error !== undefined ? done(error, undefined) : this.leaseKeepAlive(id, done, true),
+      );
+      return;
+    }
     try {
       const ttl = this.clock.keepAlive(id, this.env.clock.monotonicMs());
       const waiting = this.keepAliveWaiters.get(id) ?? [];
@@ -259,10 +269,22 @@ export class KvNode {
     }
   }
 
-  leaseTimeToLive(id: number, keys: boolean, done: Done<LeaseTimeToLiveResult>): void {
+  leaseTimeToLive(
+    id: number,
+    keys: boolean,
+    done: Done<LeaseTimeToLiveResult>,
+    confirmed = false,
+  ): void {
     const raft = this.driver.node.raft;
     if (raft.role !== 'leader') return this.forward(timeToLiveMethod, [id, keys], done);
     const lease = this.machine.leases.get(id);
+    if (lease === undefined && !confirmed) {
+      // As for keep-alives: a stale leader must not call a newer lease missing.
+      this.driver.read((error) =>
+        error !== undefined ? done(error, undefined) : this.leaseTimeToLive(id, keys, done, true),
+      );
+      return;
+    }
     if (lease === undefined) return done(undefined, { id, ttl: -1, grantedTtl: 0, keys: [] });
     const remaining =
       this.clock.remainingMs(id, this.env.clock.monotonicMs()) ??
@@ -347,23 +369,8 @@ export class KvNode {
 
   /** The leader's lease duties: take over, expire, checkpoint (see lease.ts). */
   private leaseTick(): void {
-    const raft = this.driver.node.raft;
     const now = this.env.clock.monotonicMs();
-    const log = raft.log;
-    // Leadership is per term: a node that lost and regained it between two ticks must take
-    // over again, or it would keep deadlines that another leader's keep-alives moved since.
-    if (this.clock.leading && !this.leadsTerm(this.leaseTerm)) {
-      this.clock.demote();
-      this.failKeepAlives(new ChorusError('not-leader', 'leadership moved; retry'));
-    }
-    const caughtUp =
-      raft.role === 'leader' &&
-      log.term(log.committed) === raft.term &&
-      this.driver.appliedIndex >= log.committed;
-    if (caughtUp && !this.clock.leading) {
-      this.clock.promote(now);
-      this.leaseTerm = raft.term;
-    }
+    this.syncLeadership(now);
     if (!this.clock.leading) return;
     const { revoke, checkpoint } = this.clock.tick(now);
     for (const id of revoke) this.write({ t: 'revoke', id }, () => {});
@@ -380,6 +387,26 @@ export class KvNode {
     this.write({ t: 'checkpoint', leases: checkpoint }, (error) => {
       for (const list of waiting.values()) for (const done of list) done(error, undefined);
     });
+  }
+
+  /** Takes over leases once leading and caught up; lets go when leadership moved. */
+  private syncLeadership(now: number): void {
+    const raft = this.driver.node.raft;
+    const log = raft.log;
+    // Leadership is per term: a node that lost and regained it between two ticks must take
+    // over again, or it would keep deadlines that another leader's keep-alives moved since.
+    if (this.clock.leading && !this.leadsTerm(this.leaseTerm)) {
+      this.clock.demote();
+      this.failKeepAlives(new ChorusError('not-leader', 'leadership moved; retry'));
+    }
+    const caughtUp =
+      raft.role === 'leader' &&
+      log.term(log.committed) === raft.term &&
+      this.driver.appliedIndex >= log.committed;
+    if (caughtUp && !this.clock.leading) {
+      this.clock.promote(now);
+      this.leaseTerm = raft.term;
+    }
   }
 
   private leadsTerm(term: number): boolean {
