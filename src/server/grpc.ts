@@ -48,10 +48,23 @@ export class GrpcFront {
     this.injector.injectConnection(socket);
   }
 
-  /** Closes every gRPC connection; in-flight calls must have been answered or failed first. */
-  close(): void {
-    this.injector.destroy();
-    this.server.forceShutdown();
+  /**
+   * Closes every gRPC connection once the calls ended (their final statuses flushed to the
+   * sockets — a stream ended with "server stopped" must say so, not "Call cancelled"), or
+   * after `graceMs` at the latest. In-flight calls must have been answered or failed first.
+   */
+  close(done: () => void, graceMs = 500): void {
+    let finished = false;
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      this.injector.destroy();
+      this.server.forceShutdown();
+      done();
+    };
+    const timer = setTimeout(finish, graceMs);
+    this.server.tryShutdown(finish);
   }
 
   private implement(service: string, def: ServiceDefinition): grpc.UntypedServiceImplementation {

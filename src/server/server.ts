@@ -253,8 +253,7 @@ class ChorusServer implements StartedServer, ServiceContext {
     for (const fail of [...this.inflight]) fail(stopped);
     this.dispatcher.endStreams(stopped);
     // Let the failures reach the sockets before the connections close.
-    setImmediate(() => {
-      this.grpc.close();
+    this.grpc.close(() => {
       for (const l of this.listeners) l.destroyConnections();
       this.http.close();
       this.kv.stop();
