@@ -3,24 +3,28 @@
  * subclasses of ChorusError with a stable `code`; they chain the underlying `cause`.
  */
 
-export type ErrorCode =
-  | 'bad-input'
-  | 'frame-too-large'
-  | 'checksum-mismatch'
-  | 'timeout'
-  | 'cancelled'
-  | 'unreachable'
-  | 'queue-full'
-  | 'closed'
-  | 'disk-io'
-  | 'disk-full'
-  | 'not-found'
-  | 'fatal'
-  | 'proposal-dropped'
-  | 'not-leader'
-  | 'no-leader'
-  | 'storage-corrupt'
-  | 'kv';
+/** Every error code; the RPC layer carries exactly these across the wire. */
+export const errorCodes = [
+  'bad-input',
+  'frame-too-large',
+  'checksum-mismatch',
+  'timeout',
+  'cancelled',
+  'unreachable',
+  'queue-full',
+  'closed',
+  'disk-io',
+  'disk-full',
+  'not-found',
+  'fatal',
+  'proposal-dropped',
+  'not-leader',
+  'no-leader',
+  'storage-corrupt',
+  'kv',
+] as const;
+
+export type ErrorCode = (typeof errorCodes)[number];
 
 export class ChorusError extends Error {
   override name = 'ChorusError';

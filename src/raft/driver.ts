@@ -129,12 +129,21 @@ export class RaftDriver {
 
   // --- client operations ---------------------------------------------------------------------
 
-  /** Replicates `data`; `done` gets the state machine's result once applied (here or via the leader). */
-  propose(data: Uint8Array, done: ApplyDone): void {
+  /**
+   * Replicates `data`; `done` gets the state machine's result once applied (here or via the
+   * leader). Without a known leader (an election in progress) it waits for one, up to the
+   * forwarding deadline, before answering 'no-leader' — as etcd does.
+   */
+  propose(data: Uint8Array, done: ApplyDone, waitUntilMs?: number): void {
     const raft = this.node.raft;
     if (raft.role !== 'leader') {
-      if (raft.lead === '' || raft.lead === this.id)
-        return done(new ChorusError('no-leader', 'no leader'), undefined);
+      if (raft.lead === '' || raft.lead === this.id) {
+        return this.awaitLeader(
+          waitUntilMs,
+          (until) => this.propose(data, done, until),
+          () => done(new ChorusError('no-leader', 'no leader'), undefined),
+        );
+      }
       this.rpc.call(
         raft.lead,
         proposeMethod,
@@ -157,7 +166,15 @@ export class RaftDriver {
   }
 
   /** Linearizable read barrier: `done` runs once this node has applied everything committed before the call. */
-  read(done: (error: ChorusError | undefined) => void): void {
+  read(done: (error: ChorusError | undefined) => void, waitUntilMs?: number): void {
+    const raft = this.node.raft;
+    if (raft.role !== 'leader' && raft.lead === '') {
+      return this.awaitLeader(
+        waitUntilMs,
+        (until) => this.read(done, until),
+        () => done(new ChorusError('no-leader', 'no leader to confirm a read')),
+      );
+    }
     const context = `${this.id}:${this.readCounter++}`;
     try {
       this.node.readIndex(context);
@@ -166,6 +183,18 @@ export class RaftDriver {
     }
     this.reads.set(context, done);
     this.schedule();
+  }
+
+  /** Retries `again` every tick until a leader is known or the forwarding deadline passes. */
+  private awaitLeader(
+    untilMs: number | undefined,
+    again: (untilMs: number) => void,
+    giveUp: () => void,
+  ): void {
+    const now = this.env.clock.monotonicMs();
+    const until = untilMs ?? now + this.options.forwardDeadlineMs;
+    if (this.stopped || now >= until) return giveUp();
+    this.env.timers.set(this.options.tickMs, () => (this.stopped ? giveUp() : again(until)));
   }
 
   proposeConfChange(change: ConfChange): number {

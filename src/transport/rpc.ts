@@ -25,6 +25,7 @@ import {
   ChorusError,
   TimeoutError,
   describeError,
+  errorCodes,
   type ErrorCode,
 } from '../core/errors.js';
 import type { NodeId, TimerId } from '../core/ids.js';
@@ -112,19 +113,9 @@ const kindError = 2;
 const kindMessage = 3;
 
 /** Codes a reply may carry; an unknown code (a newer peer) arrives as 'bad-input'. */
-const wireErrorCodes: ReadonlySet<string> = new Set<ErrorCode>([
-  'bad-input',
-  'frame-too-large',
-  'checksum-mismatch',
-  'timeout',
-  'cancelled',
-  'unreachable',
-  'queue-full',
-  'closed',
-  'disk-io',
-  'disk-full',
-  'not-found',
-]);
+// Every code crosses the wire: a forwarded proposal's 'no-leader' or 'proposal-dropped' must
+// reach the client as itself, not as an unknown code.
+const wireErrorCodes: ReadonlySet<string> = new Set<string>(errorCodes);
 
 interface PendingCall {
   readonly to: NodeId;
