@@ -10,12 +10,19 @@
  *   turns the flag on at run time (v8.setFlagsFromString) and takes gc from a fresh VM
  *   context, so `npm run bench -- kv` needs no flag. N is 1,000,000 unless CHORUS_BENCH_KV_KEYS
  *   says otherwise. Off-heap bytes (the revision log's typed arrays) are reported apart.
+ * - watch events/s delivered to 1,000 watchers of one prefix (src/kv/watch.ts), as puts apply
+ *   through the state machine (src/kv/machine.ts) and the hub fans each event out.
  * Each rate is the median of CHORUS_BENCH_RUNS runs (default 5) after one warm-up run.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { applyPut, applyRange, applyTxn } from '../src/kv/apply.js';
+import { LeaseTable } from '../src/kv/lease.js';
+import { KvMachine, type KvCommand } from '../src/kv/machine.js';
 import { MvccStore, toBinary } from '../src/kv/mvcc.js';
+import { WatchHub } from '../src/kv/watch.js';
+import { encode } from '../src/core/codec.js';
+import type { Entry } from '../src/raft/types.js';
 import type { Benchmark } from './run.js';
 import { median } from './stats.js';
 
@@ -112,6 +119,37 @@ function memory(n: number): void {
   );
 }
 
+/** Puts applied as Raft entries; 1,000 watchers of the prefix each receive every event. */
+function watchFanOut(): void {
+  const watchers = 1000;
+  const puts = 2_000;
+  const prefix = new TextEncoder().encode('key/');
+  const end = new TextEncoder().encode('key0');
+  const entries: Entry[] = Array.from({ length: puts }, (_, i) => {
+    const command: KvCommand = { t: 'put', r: { key: keyOf(i % 1000), value: valueOf(i) } };
+    return { index: i + 1, term: 1, type: 'normal', data: encode(command) };
+  });
+  rate('watch events, 1,000 watchers', 'events', () => {
+    const machine = new KvMachine(new LeaseTable(1));
+    const hub = new WatchHub(machine);
+    let delivered = 0;
+    for (let w = 0; w < watchers; w++)
+      hub.create({ key: prefix, rangeEnd: end }, (r) => ((delivered += r.events.length), true));
+    machine.listener = {
+      events: (revision, events) => hub.notify(revision, events),
+      compacted: () => undefined,
+      granted: () => undefined,
+      revoked: () => undefined,
+      restored: () => undefined,
+    };
+    const started = performance.now();
+    machine.apply(entries);
+    const ms = performance.now() - started;
+    if (delivered !== watchers * puts) throw new Error(`delivered ${delivered} events`);
+    return { ops: delivered, ms };
+  });
+}
+
 export const kvBench: Benchmark = {
   name: 'kv: MVCC store puts, ranges, txns and memory per key',
   run() {
@@ -161,6 +199,7 @@ export const kvBench: Benchmark = {
       return { ops: txns, ms: performance.now() - started };
     });
 
+    watchFanOut();
     memory(memoryKeys);
     return Promise.resolve();
   },
