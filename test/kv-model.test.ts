@@ -1346,3 +1346,31 @@ test('default-size nodes: 3,000 keys of churn, compactions and a clone agree wit
   assert.deepEqual(state(restored), live);
   assert.deepEqual(restored.hashKv(), s.hashKv());
 });
+
+test('a snapshot taken in steps holds the state of its start, whatever is written meanwhile', () => {
+  const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+  const store = new MvccStore({ nodeEntriesMax: 8 });
+  for (let i = 0; i < 500; i++) {
+    const txn = store.write();
+    txn.put(enc(`k${i % 97}`), enc(`v${i}`), 0);
+    if (i % 13 === 0) txn.deleteRange(enc(`k${(i * 7) % 97}`));
+    txn.end();
+  }
+  store.compact(200);
+  const before = store.hashKv();
+  const whole = store.snapshot();
+  const job = store.snapshotJob(7);
+  let steps = 0;
+  while (!job.step()) {
+    steps++;
+    const txn = store.write(); // the live store moves on between steps
+    txn.put(enc(`k${steps % 97}`), enc('later'), 0);
+    txn.end();
+  }
+  assert.ok(steps > 5, `taken in ${steps + 1} steps`);
+  const restored = MvccStore.restore(job.result());
+  restored.checkInvariants();
+  assert.deepEqual(restored.hashKv(), before);
+  assert.deepEqual(restored.snapshot(), whole, 'the same store as a one-step snapshot');
+  assert.notDeepEqual(store.hashKv(), before);
+});

@@ -922,99 +922,103 @@ export class MvccStore {
 
   /** Every key's whole retained history, the revision and the compact revision. */
   snapshot(): Uint8Array {
-    const s = this.state;
-    assert(!s.writing, 'no snapshot inside a write transaction');
-    const keys: Binary[] = [];
-    const chains: Rev[][] = [];
-    let keyBytes = 0;
-    let valueBytes = 0;
-    s.index.forEachLeaf((leaf) => {
-      for (let i = 0; i < leaf.keys.length; i++) {
-        const chain: Rev[] = [];
-        for (let r: Rev | undefined = leaf.heads[i]; r !== undefined; r = r.prev) {
-          chain.push(r);
-          valueBytes += r.value?.length ?? 0;
+    const job = this.snapshotJob(Infinity);
+    while (!job.step());
+    return job.result();
+  }
+
+  /**
+   * A snapshot taken in steps, so a large store does not stall the process: the state is
+   * fixed now (an O(1) copy-on-write clone), and each `step()` encodes the next
+   * `keysPerStep` keys; it returns true once every key is encoded, then `result()` holds a
+   * snapshot `restore` reads. Writes to this store meanwhile do not touch the clone.
+   */
+  snapshotJob(keysPerStep = 20_000): { step(): boolean; result(): Uint8Array } {
+    const frozen = this.clone().state;
+    const leaves: Leaf[] = [];
+    frozen.index.forEachLeaf((leaf) => leaves.push(leaf));
+    const parts: Uint8Array[] = [];
+    let next = 0;
+    const step = (): boolean => {
+      const keys: Binary[] = [];
+      const chains: Rev[][] = [];
+      while (next < leaves.length && keys.length < keysPerStep) {
+        const leaf = leaves[next++]!;
+        for (let i = 0; i < leaf.keys.length; i++) {
+          const chain: Rev[] = [];
+          for (let r: Rev | undefined = leaf.heads[i]; r !== undefined; r = r.prev) chain.push(r);
+          keys.push(leaf.keys[i]!);
+          chains.push(chain.reverse());
         }
-        keys.push(leaf.keys[i]!);
-        chains.push(chain.reverse());
-        keyBytes += leaf.keys[i]!.length;
       }
-    });
-    const keySlab = new SlabWriter(keyBytes);
-    const valueSlab = new SlabWriter(valueBytes);
-    const image: SnapshotImage = {
-      format: mvccLimits.snapshotFormat,
-      revision: s.revision,
-      compactRevision: s.compacted,
-      keyLengths: keys.map((key) => (keySlab.bytes(key), key.length)),
-      keyBytes: keySlab.all(),
-      counts: chains.map((chain) => chain.length),
-      mains: [],
-      subs: [],
-      valueLengths: [],
-      valueBytes: new Uint8Array(0),
-      leases: [],
-      creates: [],
-      versions: [],
+      if (keys.length > 0 || parts.length === 0)
+        parts.push(encode(imageOf(keys, chains, frozen.revision, frozen.compacted)));
+      return next >= leaves.length;
     };
-    for (const chain of chains) {
-      for (const r of chain) {
-        image.mains.push(r.main);
-        image.subs.push(r.sub);
-        if (r.value !== undefined) valueSlab.bytes(r.value);
-        image.valueLengths.push(r.value === undefined ? -1 : r.value.length);
-        image.leases.push(r.lease);
-        image.creates.push(r.create);
-        image.versions.push(r.version);
-      }
-    }
-    image.valueBytes = valueSlab.all();
-    return encode(image);
+    const result = (): Uint8Array => {
+      assert(next >= leaves.length, 'snapshot job not finished');
+      // One part is the plain format; several are wrapped (restore reads both).
+      return parts.length === 1 ? parts[0]! : encode({ format: mvccLimits.snapshotFormat, parts });
+    };
+    return { step, result };
   }
 
   /** The store a snapshot was taken of; malformed data is a BadInputError. */
   static restore(data: Uint8Array, options: MvccOptions = {}): MvccStore {
     const o = optionsOf(options);
-    const image = parseImage(decode(data));
+    const raw = decode(data) as { parts?: unknown } | undefined;
+    const images =
+      raw !== null && typeof raw === 'object' && Array.isArray(raw.parts)
+        ? raw.parts.map((part) => {
+            if (!(part instanceof Uint8Array)) throw new BadInputError('mvcc snapshot: a part');
+            return parseImage(decode(part));
+          })
+        : [parseImage(raw)];
+    const first = images[0];
+    if (first === undefined) throw new BadInputError('mvcc snapshot: no parts');
     const keys: Binary[] = [];
     const heads: Rev[] = [];
     const logged: { main: number; sub: number; key: Binary }[] = [];
-    let keyAt = 0;
-    let valueAt = 0;
-    let e = 0;
-    for (let k = 0; k < image.counts.length; k++) {
-      const key = toBinary(image.keyBytes.subarray(keyAt, (keyAt += image.keyLengths[k]!)));
-      if (key.length === 0 || (k > 0 && keys[k - 1]! >= key))
-        throw new BadInputError('mvcc snapshot: keys not strictly ascending and non-empty');
-      let head: Rev | undefined;
-      for (let n = image.counts[k]!; n > 0; n--, e++) {
-        const length = image.valueLengths[e]!;
-        const value =
-          length < 0
-            ? undefined
-            : toBinary(image.valueBytes.subarray(valueAt, (valueAt += length)));
-        const main = image.mains[e]!;
-        head = new Rev(
-          main,
-          image.subs[e]!,
-          value,
-          image.leases[e]!,
-          image.creates[e]!,
-          image.versions[e]!,
-          head,
-        );
-        if (main >= image.compactRevision) logged.push({ main, sub: head.sub, key });
+    for (const image of images) {
+      if (image.revision !== first.revision || image.compactRevision !== first.compactRevision)
+        throw new BadInputError('mvcc snapshot: parts of different revisions');
+      let keyAt = 0;
+      let valueAt = 0;
+      let e = 0;
+      for (let k = 0; k < image.counts.length; k++) {
+        const key = toBinary(image.keyBytes.subarray(keyAt, (keyAt += image.keyLengths[k]!)));
+        if (key.length === 0 || (keys.length > 0 && keys[keys.length - 1]! >= key))
+          throw new BadInputError('mvcc snapshot: keys not strictly ascending and non-empty');
+        let head: Rev | undefined;
+        for (let n = image.counts[k]!; n > 0; n--, e++) {
+          const length = image.valueLengths[e]!;
+          const value =
+            length < 0
+              ? undefined
+              : toBinary(image.valueBytes.subarray(valueAt, (valueAt += length)));
+          const main = image.mains[e]!;
+          head = new Rev(
+            main,
+            image.subs[e]!,
+            value,
+            image.leases[e]!,
+            image.creates[e]!,
+            image.versions[e]!,
+            head,
+          );
+          if (main >= image.compactRevision) logged.push({ main, sub: head.sub, key });
+        }
+        const problem = historyProblem(head!, image.compactRevision, image.revision);
+        if (problem !== undefined) throw new BadInputError(`mvcc snapshot: ${problem}`);
+        keys.push(key);
+        heads.push(head!);
       }
-      const problem = historyProblem(head!, image.compactRevision, image.revision);
-      if (problem !== undefined) throw new BadInputError(`mvcc snapshot: ${problem}`);
-      keys.push(key);
-      heads.push(head!);
     }
     logged.sort((a, b) => a.main - b.main || a.sub - b.sub);
     const log = new RevisionLog({}, [], o.logChunkEntries);
     for (const entry of logged) log.append(entry.main, entry.sub, entry.key);
     const index = KeyIndex.build(keys, heads, o.nodeEntriesMax);
-    return MvccStore.of(new State(index, log, image.revision, image.compactRevision, o));
+    return MvccStore.of(new State(index, log, first.revision, first.compactRevision, o));
   }
 
   /** Asserts every structural invariant; for tests, O(history). */
@@ -1322,6 +1326,49 @@ interface SnapshotImage {
   leases: number[];
   creates: number[];
   versions: number[];
+}
+
+/** The columnar image of some keys' histories (each chain oldest first). */
+function imageOf(
+  keys: readonly Binary[],
+  chains: readonly Rev[][],
+  revision: number,
+  compactRevision: number,
+): SnapshotImage {
+  let keyBytes = 0;
+  let valueBytes = 0;
+  for (const key of keys) keyBytes += key.length;
+  for (const chain of chains) for (const r of chain) valueBytes += r.value?.length ?? 0;
+  const keySlab = new SlabWriter(keyBytes);
+  const valueSlab = new SlabWriter(valueBytes);
+  const image: SnapshotImage = {
+    format: mvccLimits.snapshotFormat,
+    revision,
+    compactRevision,
+    keyLengths: keys.map((key) => (keySlab.bytes(key), key.length)),
+    keyBytes: keySlab.all(),
+    counts: chains.map((chain) => chain.length),
+    mains: [],
+    subs: [],
+    valueLengths: [],
+    valueBytes: new Uint8Array(0),
+    leases: [],
+    creates: [],
+    versions: [],
+  };
+  for (const chain of chains) {
+    for (const r of chain) {
+      image.mains.push(r.main);
+      image.subs.push(r.sub);
+      if (r.value !== undefined) valueSlab.bytes(r.value);
+      image.valueLengths.push(r.value === undefined ? -1 : r.value.length);
+      image.leases.push(r.lease);
+      image.creates.push(r.create);
+      image.versions.push(r.version);
+    }
+  }
+  image.valueBytes = valueSlab.all();
+  return image;
 }
 
 function parseImage(raw: unknown): SnapshotImage {

@@ -24,7 +24,7 @@ import {
 import type { RestoredState } from '../raft/raft.js';
 import type { Respond } from '../transport/rpc.js';
 import { KvError, type KvErrorCode } from './errors.js';
-import { fromBinary } from './mvcc.js';
+import { fromBinary, type MvccOptions } from './mvcc.js';
 import { LeaseClock, LeaseTable } from './lease.js';
 import { KvMachine, type KvCommand, type KvListener, type KvOutcome } from './machine.js';
 import {
@@ -60,6 +60,10 @@ export interface KvNodeOptions {
   /** How often watchers created with progressNotify get a progress response. */
   progressNotifyMs: number;
   bugSkipPersist?: boolean;
+  /** Keys a snapshot encodes per event-loop turn (default 20,000). */
+  snapshotKeysPerStep?: number;
+  /** The store's B-tree and log sizes (small in simulation, so snapshots take many steps). */
+  mvcc?: MvccOptions;
   /** A deliberately planted bug (tests prove the workloads' checkers catch each). */
   bug?: KvBug;
   /** Wraps the state machine handed to Raft (the simulator adds a hash chain). */
@@ -107,7 +111,7 @@ export class KvNode {
     const electionMs = (options.raft.electionTicks ?? 10) * options.tickMs;
     // etcd's minimum TTL: 1.5 election timeouts, so a lease outlives a leader change.
     const table = new LeaseTable(Math.ceil((1.5 * electionMs) / 1000));
-    this.machine = new KvMachine(table);
+    this.machine = new KvMachine(table, options.snapshotKeysPerStep, options.mvcc);
     this.clock = new LeaseClock(table, {
       stallMs: Math.max(1000, 5 * options.leaseTickMs),
       revokesPerTick: 100,

@@ -37,7 +37,20 @@ export interface StateMachine {
   /** Applies committed entries in order; returns one result per entry (undefined for none). */
   apply(entries: readonly Entry[]): unknown[];
   snapshot(): Uint8Array;
+  /**
+   * Optional: a snapshot of the state as it is now, encoded in steps so a large state does
+   * not stall the node (the driver runs one step per turn of the event loop and keeps
+   * applying entries meanwhile — the state must be fixed at the call, e.g. by a
+   * copy-on-write clone).
+   */
+  snapshotJob?(): SnapshotJob;
   restore(data: Uint8Array): void;
+}
+
+export interface SnapshotJob {
+  /** Encodes the next part; true once every part is encoded. */
+  step(): boolean;
+  result(): Uint8Array;
 }
 
 export interface DriverOptions {
@@ -354,14 +367,36 @@ export class RaftDriver {
     const index = this.applied;
     const term = raft.log.term(index);
     if (term === undefined) return;
-    const snapshot: Snapshot = {
-      metadata: { index, term, confState: raft.confState() },
-      data: this.options.stateMachine.snapshot(),
-    };
+    const metadata = { index, term, confState: raft.confState() };
     this.snapshotting = true;
+    const job = this.options.stateMachine.snapshotJob?.();
+    if (job === undefined)
+      return this.saveOwnSnapshot({ metadata, data: this.options.stateMachine.snapshot() });
+    const pump = (): void => {
+      if (this.stopped) return;
+      if (!job.step()) {
+        this.env.timers.set(0, pump);
+        return;
+      }
+      this.saveOwnSnapshot({ metadata, data: job.result() });
+    };
+    pump();
+  }
+
+  private saveOwnSnapshot(snapshot: Snapshot): void {
+    const index = snapshot.metadata.index;
+    // A snapshot from the leader may have been installed while this one was encoded.
+    if (this.lastSnapshotIndex >= index) {
+      this.snapshotting = false;
+      return;
+    }
     this.options.store.saveSnapshot(snapshot, (error) => {
       if (error !== undefined) throw new FatalError('raft snapshot save failed', { cause: error });
       if (this.stopped) return;
+      if (this.lastSnapshotIndex >= index) {
+        this.snapshotting = false;
+        return;
+      }
       this.node.compact(snapshot);
       this.lastSnapshotIndex = index;
       this.options.store.compact(index, (compactError) => {

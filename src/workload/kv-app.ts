@@ -40,7 +40,7 @@ export const kvSimDefaults: KvSimOptions = {
   thinkMsMean: 20,
   clientTimeoutMs: 1_500,
   tickMs: 10,
-  snapshotEveryEntries: 200,
+  snapshotEveryEntries: 50,
   livenessMsMax: 20_000,
   appendBytesMax: 128,
   compactEveryMsMean: 1_000,
@@ -70,6 +70,9 @@ export class KvSimApp implements RaftApp {
           forwardDeadlineMs: o.clientTimeoutMs,
           ...kvNodeDefaults,
           progressNotifyMs: 500,
+          // A few keys per step: snapshots span several turns, interleaved with applies.
+          snapshotKeysPerStep: 2,
+          mvcc: { nodeEntriesMax: 4 },
           wrapStateMachine: (machine) => new ChainedStateMachine(machine, onApply),
           observe,
           ...(o.bug === undefined ? {} : { bug: o.bug }),

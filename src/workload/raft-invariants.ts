@@ -15,7 +15,7 @@ import { decode, encode } from '../core/codec.js';
 import { crc32c } from '../core/crc32c.js';
 import { ChorusError } from '../core/errors.js';
 import type { NodeId } from '../core/ids.js';
-import type { RaftDriver, StateMachine } from '../raft/driver.js';
+import type { RaftDriver, SnapshotJob, StateMachine } from '../raft/driver.js';
 import type { ConfChange } from '../raft/raft.js';
 import type { Entry } from '../raft/types.js';
 import type { SimNode } from '../sim/node.js';
@@ -35,10 +35,21 @@ export class ChainedStateMachine implements StateMachine {
   chain = 0;
   index = 0;
 
+  /** Present when the inner machine snapshots in steps; the chain is captured at the call. */
+  readonly snapshotJob?: () => SnapshotJob;
+
   constructor(
     readonly inner: StateMachine,
     private readonly onApply: OnApply,
-  ) {}
+  ) {
+    const job = inner.snapshotJob?.bind(inner);
+    if (job !== undefined) {
+      this.snapshotJob = () => {
+        const [chain, index, inner] = [this.chain, this.index, job()];
+        return { step: () => inner.step(), result: () => encode([chain, index, inner.result()]) };
+      };
+    }
+  }
 
   apply(entries: readonly Entry[]): unknown[] {
     for (const e of entries) {
