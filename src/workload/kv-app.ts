@@ -16,17 +16,15 @@ import type { RaftDriver } from '../raft/driver.js';
 import type { SimNode } from '../sim/node.js';
 import type { RunContext } from '../sim/run.js';
 import { RaftStorage } from '../storage/storage.js';
-import { ChainedStateMachine, RaftInvariants, type RaftApp } from './raft-invariants.js';
+import {
+  ChainedStateMachine,
+  RaftInvariants,
+  raftWorkloadDefaults,
+  type RaftApp,
+  type RaftWorkloadOptions,
+} from './raft-invariants.js';
 
-export interface KvSimOptions {
-  clients: number;
-  keys: number;
-  thinkMsMean: number;
-  clientTimeoutMs: number;
-  tickMs: number;
-  snapshotEveryEntries: number;
-  livenessMsMax: number;
-  appendBytesMax: number;
+export interface KvSimOptions extends RaftWorkloadOptions {
   /** Mean interval between compactions (0: none). */
   compactEveryMsMean: number;
   /** Revisions kept behind the current one when compacting. */
@@ -35,14 +33,9 @@ export interface KvSimOptions {
 }
 
 export const kvSimDefaults: KvSimOptions = {
-  clients: 8,
-  keys: 5,
-  thinkMsMean: 20,
-  clientTimeoutMs: 1_500,
-  tickMs: 10,
+  ...raftWorkloadDefaults,
+  // Frequent snapshots: followers install them under watchers and leases.
   snapshotEveryEntries: 50,
-  livenessMsMax: 20_000,
-  appendBytesMax: 128,
   compactEveryMsMean: 1_000,
   compactKeepRevisions: 20,
 };
@@ -212,10 +205,23 @@ export class KvRun {
   }
 
   /**
+   * Ends the per-event checks and returns the run's problems so far: an invariant violated,
+   * and — once converged — stores that differ.
+   */
+  finish(ctx: KvCtx, converged: boolean): string[] {
+    this.invariants.stop(ctx);
+    const problems: string[] = [];
+    if (this.invariants.violation !== undefined) problems.push(this.invariants.violation);
+    const hashes = converged ? this.compareHashes(ctx) : undefined;
+    if (hashes !== undefined) problems.push(hashes);
+    return problems;
+  }
+
+  /**
    * After convergence every node applied the same log, so HashKV — over every key revision
    * the store keeps — must agree everywhere. Returns a problem, or undefined.
    */
-  compareHashes(ctx: KvCtx): string | undefined {
+  private compareHashes(ctx: KvCtx): string | undefined {
     const seen = new Map<string, string>();
     for (const node of ctx.cluster.nodes) {
       const machine = node.app?.node?.machine;

@@ -5,7 +5,6 @@
  * linearizability checker with the kv model; the Raft invariants and "every node applies
  * the same events at every revision" are checked after every event.
  */
-import { checkHistory } from '../check/linearizability.js';
 import type { Value } from '../check/history.js';
 import { kvModel } from '../check/models/kv.js';
 import type { Env } from '../env/env.js';
@@ -23,9 +22,7 @@ import {
   type KvSimApp,
   type KvSimOptions,
 } from './kv-app.js';
-
-/** The linearizability check's budget, in the checker's clock reads (deterministic). */
-const checkerBudgetReads = 100_000;
+import { judgeHistory } from './judge.js';
 
 export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvSimApp> {
   const run = new KvRun({ ...kvSimDefaults, ...options });
@@ -100,36 +97,14 @@ export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvS
     },
     converged: (ctx) => run.pending === 0 && run.invariants.converged(ctx),
     check(ctx, converged): Verdict {
-      run.invariants.stop(ctx);
-      const problems: string[] = [];
-      if (run.invariants.violation !== undefined) problems.push(run.invariants.violation);
-      const hashes = converged ? run.compareHashes(ctx) : undefined;
-      if (hashes !== undefined) problems.push(hashes);
-      let reads = 0;
-      const result = checkHistory(
-        { source: 'kv workload', timeUnit: 'ns', events: run.events },
-        kvModel,
-        {
-          clock: () => reads++,
-          timeoutMs: checkerBudgetReads,
-          stopAtFirstViolation: true,
-        },
-      );
-      if (result.verdict === 'not-linearizable') {
-        const bad = result.partitions.find((p) => p.verdict === 'not-linearizable');
-        problems.push(
-          `history not linearizable (key ${bad?.key ?? '?'}): ${bad?.failure?.unplaceable[0]?.reason ?? ''}`,
-        );
-      } else if (result.verdict === 'unknown') {
-        problems.push('linearizability check gave up (unknown)');
-      }
-      const ops = run.events.filter((e) => e.type !== 'invoke');
-      const count = (t: string): number => ops.filter((e) => e.type === t).length;
+      const problems = run.finish(ctx, converged);
+      const judged = judgeHistory('kv workload', run.events, kvModel);
+      if (judged.problem !== undefined) problems.push(judged.problem);
       return {
         ok: problems.length === 0,
         problems,
         summary: [
-          `operations: ${count('ok')} ok, ${count('fail')} failed, ${count('info')} indeterminate; history ${result.verdict}`,
+          `operations: ${judged.summary}`,
           `revisions: ${run.history.size}; compactions: ${run.compactions}; leaders: ${run.invariants.leaderTerms} terms; membership changes: ${run.invariants.membershipChanges}`,
         ],
       };

@@ -42,6 +42,10 @@ interface LeaseLife {
   keys: string[];
 }
 
+/** World time before which the lease must not expire: its TTL after the last acknowledged send, less drift (1 ms slack). */
+const expiresNoSoonerThan = (life: LeaseLife): number =>
+  life.lastAckedSendMs + life.ttlMs * (1 - leaseDriftAllowance) - 1;
+
 export function leaseWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvSimApp> {
   const run = new KvRun({ ...kvSimDefaults, clients: 5, compactEveryMsMean: 0, ...options });
   const o = run.o;
@@ -66,7 +70,7 @@ export function leaseWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<
     life.revokedAt = kv.machine.revision();
     if (life.revokeAsked) return void revokedByClient++;
     expired++;
-    const earliest = life.lastAckedSendMs + life.ttlMs * (1 - leaseDriftAllowance) - 1;
+    const earliest = expiresNoSoonerThan(life);
     if (now < earliest)
       fail(
         `lease ${id} (ttl ${life.ttlMs} ms) revoked at ${now.toFixed(1)} ms, ${(earliest - now).toFixed(1)} ms before its TTL ran out (last keep-alive sent at ${life.lastAckedSendMs.toFixed(1)} ms)`,
@@ -152,7 +156,7 @@ export function leaseWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<
             outcome.error.kvCode === 'lease-not-found'
           ) {
             // Legitimate once the TTL ran out (the leader may be revoking it); not before.
-            const earliest = life.lastAckedSendMs + life.ttlMs * (1 - leaseDriftAllowance) - 1;
+            const earliest = expiresNoSoonerThan(life);
             if (!life.revokeAsked && life.revokedAt === undefined && sentAt < earliest)
               fail(
                 `keep-alive of lease ${life.id} sent at ${sentAt.toFixed(1)} ms refused as not found before its TTL ran out (${earliest.toFixed(1)} ms)`,
@@ -207,11 +211,7 @@ export function leaseWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<
       return kv !== undefined && kv.machine.leases.ids().length === 0;
     },
     check(ctx, converged): Verdict {
-      run.invariants.stop(ctx);
-      const problems: string[] = [];
-      if (run.invariants.violation !== undefined) problems.push(run.invariants.violation);
-      const hashes = converged ? run.compareHashes(ctx) : undefined;
-      if (hashes !== undefined) problems.push(hashes);
+      const problems = run.finish(ctx, converged);
       return {
         ok: problems.length === 0,
         problems,

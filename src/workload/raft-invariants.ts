@@ -21,6 +21,35 @@ import type { Entry } from '../raft/types.js';
 import type { SimNode } from '../sim/node.js';
 import type { RunContext } from '../sim/run.js';
 
+/** What every Raft-backed workload's clients and cluster are tuned by. */
+export interface RaftWorkloadOptions {
+  clients: number;
+  keys: number;
+  /** Mean think time of a client between operations. */
+  thinkMsMean: number;
+  clientTimeoutMs: number;
+  tickMs: number;
+  snapshotEveryEntries: number;
+  livenessMsMax: number;
+  /**
+   * Small appends (a few entries each) make replication interleave with faults, so states
+   * like the paper's Figure 8 — an old-term entry on a majority without the new leader's
+   * entry — actually occur.
+   */
+  appendBytesMax: number;
+}
+
+export const raftWorkloadDefaults: RaftWorkloadOptions = {
+  clients: 8,
+  keys: 5,
+  thinkMsMean: 20,
+  clientTimeoutMs: 1_500,
+  tickMs: 10,
+  snapshotEveryEntries: 200,
+  livenessMsMax: 20_000,
+  appendBytesMax: 128,
+};
+
 export interface RaftApp {
   readonly driver: RaftDriver | undefined;
 }

@@ -5,7 +5,6 @@
  * is judged by the linearizability checker (register model, one register per key), and the
  * white-box Raft invariants of raft-invariants.ts are checked after every simulated event.
  */
-import { checkHistory } from '../check/linearizability.js';
 import type { HistoryEvent, Value } from '../check/history.js';
 import { registerModel } from '../check/models/register.js';
 import { decode, encode } from '../core/codec.js';
@@ -19,41 +18,21 @@ import { faultKinds, type FaultKind } from '../sim/nemesis.js';
 import type { SimNode } from '../sim/node.js';
 import type { RunContext, SimWorkload, Verdict } from '../sim/run.js';
 import { RaftStorage } from '../storage/storage.js';
-import { ChainedStateMachine, RaftInvariants } from './raft-invariants.js';
+import { judgeHistory } from './judge.js';
+import {
+  ChainedStateMachine,
+  RaftInvariants,
+  raftWorkloadDefaults,
+  type RaftWorkloadOptions,
+} from './raft-invariants.js';
 
-export interface RegisterOptions {
-  clients: number;
-  keys: number;
-  /** Mean think time of a client between operations. */
-  thinkMsMean: number;
-  clientTimeoutMs: number;
-  tickMs: number;
-  snapshotEveryEntries: number;
-  livenessMsMax: number;
-  /**
-   * Small appends (a few entries each) make replication interleave with faults, so states
-   * like the paper's Figure 8 — an old-term entry on a majority without the new leader's
-   * entry — actually occur.
-   */
-  appendBytesMax: number;
+export interface RegisterOptions extends RaftWorkloadOptions {
   bug?: RaftBug | 'skip-fsync';
 }
 
-export const registerDefaults: RegisterOptions = {
-  clients: 8,
-  keys: 5,
-  thinkMsMean: 20,
-  clientTimeoutMs: 1_500,
-  tickMs: 10,
-  snapshotEveryEntries: 200,
-  livenessMsMax: 20_000,
-  appendBytesMax: 128,
-};
+export const registerDefaults: RegisterOptions = raftWorkloadDefaults;
 
 export const registerBugs = ['commit-old-term', 'skip-fsync'] as const;
-
-/** The linearizability check's budget, in the checker's clock reads (see check()). */
-const checkerBudgetReads = 100_000;
 
 const survives: readonly FaultKind[] = faultKinds;
 
@@ -228,33 +207,13 @@ export function registerWorkload(
       invariants.stop(ctx);
       const problems: string[] = [];
       if (invariants.violation !== undefined) problems.push(invariants.violation);
-      let checkerClockReads = 0;
-      const result = checkHistory(
-        { source: 'register workload', timeUnit: 'ns', events },
-        registerModel,
-        // A deterministic budget: the "clock" counts the checker's clock reads (one per
-        // clockCheckEverySteps search steps), so a verdict never depends on machine speed.
-        {
-          clock: () => checkerClockReads++,
-          timeoutMs: checkerBudgetReads,
-          stopAtFirstViolation: true,
-        },
-      );
-      if (result.verdict === 'not-linearizable') {
-        const bad = result.partitions.find((p) => p.verdict === 'not-linearizable');
-        problems.push(
-          `history not linearizable (key ${bad?.key ?? '?'}): ${bad?.failure?.unplaceable[0]?.reason ?? ''}`,
-        );
-      } else if (result.verdict === 'unknown') {
-        problems.push('linearizability check gave up (unknown)');
-      }
-      const ops = events.filter((e) => e.type !== 'invoke');
-      const count = (t: string): number => ops.filter((e) => e.type === t).length;
+      const judged = judgeHistory('register workload', events, registerModel);
+      if (judged.problem !== undefined) problems.push(judged.problem);
       return {
         ok: problems.length === 0,
         problems,
         summary: [
-          `operations: ${count('ok')} ok, ${count('fail')} failed, ${count('info')} indeterminate; history ${result.verdict}`,
+          `operations: ${judged.summary}`,
           `leaders elected: ${invariants.leaderTerms} terms; entries applied: ${invariants.entriesApplied}; membership changes proposed: ${invariants.membershipChanges}`,
         ],
       };

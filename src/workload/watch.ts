@@ -270,11 +270,7 @@ export function watchWorkload(options: Partial<WatchSimOptions> = {}): SimWorklo
     },
     converged: (ctx) => run.pending === 0 && run.invariants.converged(ctx) && caughtUp(),
     check(ctx, converged): Verdict {
-      run.invariants.stop(ctx);
-      const problems: string[] = [];
-      if (run.invariants.violation !== undefined) problems.push(run.invariants.violation);
-      const hashes = converged ? run.compareHashes(ctx) : undefined;
-      if (hashes !== undefined) problems.push(hashes);
+      const problems = run.finish(ctx, converged);
       if (converged && !caughtUp()) problems.push('a watcher did not catch up after healing');
       const delivered = watchers.reduce((n, w) => n + w.events, 0);
       const streams = watchers.reduce((n, w) => n + w.streams, 0);
