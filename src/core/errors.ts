@@ -36,6 +36,12 @@ export class ChorusError extends Error {
   }
 }
 
+/** An expected failure passes through; anything else is a bug, so it is thrown again. */
+export function asChorusError(error: unknown): ChorusError {
+  if (error instanceof ChorusError) return error;
+  throw error;
+}
+
 export class BadInputError extends ChorusError {
   override name = 'BadInputError';
   constructor(message: string, options?: { cause?: unknown }) {

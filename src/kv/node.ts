@@ -11,7 +11,7 @@
  *   a keep-alive is answered once its refreshed deadline is checkpointed (see lease.ts).
  * - Watches follow what this node applies.
  */
-import { ChorusError } from '../core/errors.js';
+import { ChorusError, asChorusError } from '../core/errors.js';
 import type { NodeId, TimerId } from '../core/ids.js';
 import { encode } from '../core/codec.js';
 import type { Env } from '../env/env.js';
@@ -362,11 +362,13 @@ export class KvNode {
     return r.int(1 << 26) * 2 ** 26 + r.int(1 << 26) + 1;
   }
 
+  /** Runs `fn` every `ms`; each loop keeps one slot holding its pending timer (for stop). */
   private every(ms: number, fn: () => void): void {
+    const slot = this.timers.length;
     const run = (): void => {
       if (this.stopped) return;
       fn();
-      this.timers.push(this.env.timers.set(ms, run));
+      this.timers[slot] = this.env.timers.set(ms, run);
     };
     this.timers.push(this.env.timers.set(ms, run));
   }
@@ -424,11 +426,6 @@ export class KvNode {
     this.revokeWaiters = new Map();
     for (const list of waiting) for (const done of list) done(error, undefined);
   }
-}
-
-function asChorusError(error: unknown): ChorusError {
-  if (error instanceof ChorusError) return error;
-  throw error; // A bug: let it crash loudly.
 }
 
 /** A forwarded lease call's answer: KV refusals travel as data, keeping their etcd code. */

@@ -11,7 +11,7 @@
  * error stops the process (FatalError): durable state can no longer be trusted.
  */
 import { assert } from '../core/assert.js';
-import { ChorusError, FatalError } from '../core/errors.js';
+import { ChorusError, FatalError, asChorusError } from '../core/errors.js';
 import type { NodeId, TimerId } from '../core/ids.js';
 import type { Env } from '../env/env.js';
 import { RemoteError, Rpc } from '../transport/rpc.js';
@@ -406,11 +406,6 @@ export class RaftDriver {
       });
     });
   }
-}
-
-function asChorusError(error: unknown): ChorusError {
-  if (error instanceof ChorusError) return error;
-  throw error; // A bug: let it crash loudly.
 }
 
 /** A forwarded call's remote ChorusError keeps its code for the client. */

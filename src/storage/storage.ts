@@ -22,7 +22,7 @@
  * from then on with that error, and the driver is expected to stop the node (FatalError).
  */
 import { assert, assertInteger } from '../core/assert.js';
-import { BadInputError, ChorusError } from '../core/errors.js';
+import { BadInputError, ChorusError, asChorusError } from '../core/errors.js';
 import type { DiskError } from '../core/errors.js';
 import type { DiskFile, Done, Env } from '../env/env.js';
 import type { Entry, HardState, Snapshot } from '../raft/types.js';
@@ -600,9 +600,4 @@ export class RaftStorage {
     this.counters.dirSyncs++;
     this.env.disk.syncDir(dir, done);
   }
-}
-
-function asChorusError(error: unknown): ChorusError {
-  if (error instanceof ChorusError) return error;
-  throw error;
 }
