@@ -48,6 +48,7 @@ import {
   type CellResult,
   type Operation,
 } from './compare-load.js';
+import { fsyncRate } from './disk.js';
 import type { Benchmark } from './run.js';
 import { median } from './stats.js';
 
@@ -162,25 +163,9 @@ function optional<K extends string>(key: K, value: number | undefined): { [P in 
 
 // --- the machine ----------------------------------------------------------------------------
 
-/** Appends of 256 bytes, each followed by fdatasync, in a fresh file under `dir`: per second. */
-function fsyncRate(dir: string): number {
-  const file = path.join(dir, 'fsync-probe');
-  const fd = fs.openSync(file, 'w');
-  const bytes = Buffer.alloc(valueBytes, 0x5a);
-  let count = 0;
-  const started = performance.now();
-  let elapsed = 0;
-  try {
-    while ((elapsed = performance.now() - started) < fsyncProbeMs) {
-      fs.writeSync(fd, bytes);
-      fs.fdatasyncSync(fd);
-      count++;
-    }
-  } finally {
-    fs.closeSync(fd);
-    fs.rmSync(file, { force: true });
-  }
-  return count / (elapsed / 1000);
+/** Three probes of the disk's append + fdatasync rate (it varies from second to second). */
+function diskProbes(dir: string): number[] {
+  return [0, 1, 2].map(() => fsyncRate(dir, fsyncProbeMs, valueBytes));
 }
 
 function firstLine(command: string, args: string[]): string {
@@ -355,7 +340,7 @@ async function runCompare(): Promise<void> {
   }
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'chorus-bench-compare-'));
   const startedAt = new Date();
-  const diskBefore = [fsyncRate(root), fsyncRate(root), fsyncRate(root)];
+  const diskBefore = diskProbes(root);
   const runnings: Running[] = [];
   try {
     const systems = [await start('chorus', root, runnings)];
@@ -379,7 +364,7 @@ async function runCompare(): Promise<void> {
         }
       }
     }
-    const diskAfter = [fsyncRate(root), fsyncRate(root), fsyncRate(root)];
+    const diskAfter = diskProbes(root);
     const summary = summarize(cells);
     report({
       startedAt,

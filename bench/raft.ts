@@ -36,6 +36,7 @@ import { Cluster } from '../src/sim/cluster.js';
 import { World } from '../src/sim/world.js';
 import { RaftStorage } from '../src/storage/storage.js';
 import type { FromNode, ToNode } from './raft-node.js';
+import { fsyncRate } from './disk.js';
 import type { Benchmark } from './run.js';
 import { median } from './stats.js';
 
@@ -378,28 +379,7 @@ async function awaitLeader(nodes: readonly NodeProcess[], waitMs: number): Promi
 
 /** Median of a few probes: this machine's disk is shared, its fsync rate varies from second to second. */
 function fsyncRates(dir: string): number[] {
-  return Array.from({ length: fsyncProbes }, () => fsyncRate(dir));
-}
-
-/** Appends of 256 bytes, each followed by fdatasync, in a fresh file under `dir`. */
-function fsyncRate(dir: string): number {
-  const file = path.join(dir, 'fsync-probe');
-  const fd = fs.openSync(file, 'w');
-  const bytes = Buffer.alloc(payloadBytes, 0x5a);
-  let count = 0;
-  const started = performance.now();
-  let elapsed = 0;
-  try {
-    while ((elapsed = performance.now() - started) < fsyncProbeMs) {
-      fs.writeSync(fd, bytes);
-      fs.fdatasyncSync(fd);
-      count++;
-    }
-  } finally {
-    fs.closeSync(fd);
-    fs.rmSync(file, { force: true });
-  }
-  return count / (elapsed / 1000);
+  return Array.from({ length: fsyncProbes }, () => fsyncRate(dir, fsyncProbeMs, payloadBytes));
 }
 
 /** The filesystem type holding `dir`, from /proc/mounts (Linux), for the report. */
