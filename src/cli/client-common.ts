@@ -132,3 +132,26 @@ export async function streamEndpoint(
 /** Commander's option object for a command, typed. */
 export const flagsOf = <T extends object>(command: Command): T & ClientFlags =>
   command.opts<T & ClientFlags>();
+
+/**
+ * Ctrl-C (or SIGTERM) while a stream runs: `interrupted` turns true and `onInterrupt`, if
+ * set, runs. `dispose()` stops listening.
+ */
+export class Interruption {
+  interrupted = false;
+  onInterrupt: (() => void) | undefined;
+  private readonly handler = (): void => {
+    this.interrupted = true;
+    this.onInterrupt?.();
+  };
+
+  constructor() {
+    process.on('SIGINT', this.handler);
+    process.on('SIGTERM', this.handler);
+  }
+
+  dispose(): void {
+    process.off('SIGINT', this.handler);
+    process.off('SIGTERM', this.handler);
+  }
+}

@@ -20,7 +20,13 @@ import {
 } from '../client/errors.js';
 import { leaseHex, parseLeaseId } from '../client/requests.js';
 import type { LeaseKeepAliveResponse } from '../client/types.js';
-import { clientCommand, flagsOf, streamEndpoint, withClient } from './client-common.js';
+import {
+  clientCommand,
+  flagsOf,
+  Interruption,
+  streamEndpoint,
+  withClient,
+} from './client-common.js';
 import { Printer } from './client-print.js';
 import type { CliContext } from './context.js';
 
@@ -146,14 +152,7 @@ async function keepAliveUntilGone(
   id: string,
   printer: Printer,
 ): Promise<'gone' | 'interrupted'> {
-  let interrupt: (() => void) | undefined;
-  let interrupted = false;
-  const onSignal = (): void => {
-    interrupted = true;
-    interrupt?.();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signal = new Interruption();
   try {
     let fruitless = 0;
     let broken: EtcdClientError | undefined;
@@ -175,12 +174,12 @@ async function keepAliveUntilGone(
           if (done) return;
           done = true;
           clearInterval(timer);
-          interrupt = undefined;
+          signal.onInterrupt = undefined;
           stream.cancel();
           resolve(result);
         };
-        interrupt = () => finish('interrupted');
-        if (interrupted) return finish('interrupted');
+        signal.onInterrupt = () => finish('interrupted');
+        if (signal.interrupted) return finish('interrupted');
         stream.on('data', (r: LeaseKeepAliveResponse) => {
           progressed = true;
           const ttl = Number(r.TTL);
@@ -207,7 +206,6 @@ async function keepAliveUntilGone(
       await new Promise((resolve) => setTimeout(resolve, streamReconnectDelayMs));
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    signal.dispose();
   }
 }

@@ -12,7 +12,13 @@ import { streamReconnectDelayMs } from '../client/constants.js';
 import { EtcdClientError, fromGrpcError, streamBroken } from '../client/errors.js';
 import { parseCount, rangeRequest } from '../client/requests.js';
 import type { WatchCreateRequest, WatchResponse } from '../client/types.js';
-import { clientCommand, flagsOf, streamEndpoint, withClient } from './client-common.js';
+import {
+  clientCommand,
+  flagsOf,
+  Interruption,
+  streamEndpoint,
+  withClient,
+} from './client-common.js';
 import { Printer } from './client-print.js';
 import type { CliContext } from './context.js';
 
@@ -62,14 +68,7 @@ async function watchUntilInterrupted(
   ctx: CliContext,
   flags: WatchFlags,
 ): Promise<void> {
-  let interrupt: (() => void) | undefined;
-  let interrupted = false;
-  const onSignal = (): void => {
-    interrupted = true;
-    interrupt?.();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signal = new Interruption();
   try {
     // Where to resume after a broken stream: after the last revision printed.
     let next = create.startRevision ?? '0';
@@ -85,12 +84,12 @@ async function watchUntilInterrupted(
         const finish = (result: StreamEnd): void => {
           if (done) return;
           done = true;
-          interrupt = undefined;
+          signal.onInterrupt = undefined;
           stream.cancel();
           resolve(result);
         };
-        interrupt = () => finish({ kind: 'interrupted' });
-        if (interrupted) return finish({ kind: 'interrupted' });
+        signal.onInterrupt = () => finish({ kind: 'interrupted' });
+        if (signal.interrupted) return finish({ kind: 'interrupted' });
         stream.on('data', (r: WatchResponse) => {
           progressed = true;
           if (r.canceled) return finish({ kind: 'canceled', reason: cancelReason(r) });
@@ -125,8 +124,7 @@ async function watchUntilInterrupted(
       await new Promise((resolve) => setTimeout(resolve, streamReconnectDelayMs));
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    signal.dispose();
   }
 }
 
