@@ -264,15 +264,13 @@ export class WatchHub {
           events: events.slice(start, end),
         });
         start = end;
-        if (!taken && start < events.length) {
-          // Full: resume after the last revision sent.
-          watcher.next = revision + 1;
+        if (!taken) {
+          // Full: resume after the last revision sent (after the batch, if it was the last).
+          if (start < events.length) watcher.next = revision + 1;
           watcher.paused = true;
           return;
         }
-        if (!taken) watcher.paused = true;
       }
-      if (watcher.paused) return;
     }
   }
 }
