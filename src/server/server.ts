@@ -13,9 +13,7 @@
  * peer network, release the lock. Acknowledged writes are durable before their answer, so
  * kill -9 at any moment loses none of them either.
  */
-import { randomInt } from 'node:crypto';
 import * as http from 'node:http';
-import { resolve } from 'node:path';
 import { describeError, ChorusError, TimeoutError } from '../core/errors.js';
 import { nodeId, type NodeId } from '../core/ids.js';
 import type { Logger } from '../env/env.js';
@@ -83,11 +81,8 @@ export function startServer(
       self: nodeId(config.name),
       listen: config.listenPeer,
       peers,
-      // NodeDisk confines paths to its root by prefix, so the root must be absolute.
-      dataDir: resolve(config.dataDir),
+      dataDir: config.dataDir,
       log,
-      // Chosen here: createNodeEnv's own draw, randomInt(0, 2 ** 48), exceeds randomInt's range.
-      seed: randomInt(0, 2 ** 47),
     },
     (error, nodeEnv) => {
       if (error !== undefined || nodeEnv === undefined)
