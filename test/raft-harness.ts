@@ -366,12 +366,17 @@ export class Cluster {
     const readOnly = args.named.get('readonly');
     if (readOnly !== undefined && readOnly !== 'safe' && readOnly !== 'lease')
       throw new Error(`readonly=${readOnly}`);
+    // bootstrap=true: the voters go into the log as conf-change entries (RaftConfig.bootstrap);
+    // join=true: a member added later, starting with no configuration and an empty log.
+    const bootstrap = parseBool(args.named.get('bootstrap')) === true;
+    const join = parseBool(args.named.get('join')) === true;
     for (const id of ids) {
       const config: RaftConfig = {
         id,
-        peers: voters,
+        peers: bootstrap || join ? [] : voters,
         random: seededRandom(this.seed).fork(id),
       };
+      if (bootstrap) config.bootstrap = voters.map((node) => ({ node }));
       if (electionTicks !== undefined) config.electionTicks = electionTicks;
       if (heartbeatTicks !== undefined) config.heartbeatTicks = heartbeatTicks;
       const preVote = parseBool(args.named.get('prevote'));

@@ -210,8 +210,14 @@ export class RaftDriver {
     this.env.timers.set(this.options.tickMs, () => (this.stopped ? giveUp() : again(until)));
   }
 
-  proposeConfChange(change: ConfChange): number {
+  /**
+   * Proposes a membership change on the leader (throws ChorusError when refused: not the
+   * leader, or a change still in flight). `done`, if given, runs once the entry applies, with
+   * the state machine's result for it, or fails if leadership changed first.
+   */
+  proposeConfChange(change: ConfChange, done?: ApplyDone): number {
     const index = this.node.proposeConfChange(change);
+    if (done !== undefined) this.proposals.set(index, { term: this.node.raft.term, done });
     this.schedule();
     return index;
   }

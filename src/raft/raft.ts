@@ -72,6 +72,15 @@ export interface RaftConfig {
   readOnly?: 'safe' | 'lease';
   /** Bytes of entries per append message (at least one entry); appendBytesMax by default. */
   appendBytesMax?: number;
+  /**
+   * Start a new cluster by writing its voters into the log, as etcd does: one `add-voter`
+   * conf-change entry per voter at indexes 1..n of term 1, committed (every founding member
+   * writes the same entries). Then the log and snapshots alone describe the membership, so a
+   * member added later, starting empty with no `peers`, learns it by replaying the log.
+   * Used only when storage is empty (a restart takes its configuration from the snapshot and
+   * the log); `peers` must then be empty. Each voter's `context` reaches the state machine.
+   */
+  bootstrap?: readonly { node: NodeId; context?: Uint8Array }[];
   bug?: RaftBug;
 }
 
@@ -87,6 +96,8 @@ export interface ConfChange {
   changes: { type: ConfChangeType; node: NodeId }[];
   /** 'auto' (default): simple when possible, joint with automatic leave otherwise. */
   transition?: 'auto' | 'joint-explicit';
+  /** Opaque to Raft: what the application records with the change (e.g. a member's URLs). */
+  context?: Uint8Array;
 }
 
 export interface ReadState {
@@ -200,7 +211,35 @@ export class Raft {
     this.log.commitTo(
       Math.max(this.log.committed, Math.min(hardState.commit, this.log.lastIndex())),
     );
+    if (config.bootstrap !== undefined) this.bootstrap(config, restored);
     this.becomeFollower(this.term, noLeader);
+  }
+
+  /**
+   * Writes the founding voters as committed conf-change entries of term 1 (RaftConfig.bootstrap).
+   * They are unstable here: the driver persists them with the first Ready and then applies
+   * them, which builds the configuration; until then it is empty and this node stays quiet.
+   */
+  private bootstrap(config: RaftConfig, restored: RestoredState): void {
+    const voters = config.bootstrap ?? [];
+    assert(config.peers.length === 0, 'bootstrap takes its voters from `bootstrap`, not `peers`');
+    const empty =
+      restored.snapshot === undefined && restored.entries.length === 0 && this.term === 0;
+    if (!empty) return;
+    assert(voters.length > 0, 'bootstrap needs at least one voter');
+    this.term = 1;
+    this.log.append(
+      voters.map((v, i) => ({
+        term: 1,
+        index: i + 1,
+        type: 'conf-change' as const,
+        data: encode({
+          changes: [{ type: 'add-voter', node: v.node }],
+          ...(v.context === undefined ? {} : { context: v.context }),
+        } satisfies ConfChange),
+      })),
+    );
+    this.log.commitTo(voters.length);
   }
 
   // --- queries -----------------------------------------------------------------------------

@@ -599,6 +599,24 @@ export class TcpNetwork implements Network {
     this.peerIds = [...this.outbound.keys()];
   }
 
+  /**
+   * Forgets a peer (it left the membership): its queue is dropped, its outbound connection
+   * closed, and its inbound connection closed; a later handshake from it is refused.
+   */
+  removePeer(id: NodeId): void {
+    const peer = this.outbound.get(id);
+    if (peer === undefined) return;
+    peer.close();
+    this.outbound.delete(id);
+    this.peerIds = [...this.outbound.keys()];
+    const inbound = this.inboundByPeer.get(id);
+    if (inbound !== undefined) {
+      inbound.dispose();
+      this.inbound.delete(inbound);
+      this.inboundByPeer.delete(id);
+    }
+  }
+
   peers(): readonly NodeId[] {
     return this.peerIds;
   }
