@@ -34,6 +34,7 @@ export type GrpcCluster = grpc.Client & {
   MemberList: Unary;
   MemberAdd: Unary;
   MemberRemove: Unary;
+  MemberPromote: Unary;
 };
 
 interface EtcdPackage {

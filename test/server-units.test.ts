@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
 import { ChorusError } from '../src/core/errors.js';
+import { nodeId } from '../src/core/ids.js';
 import { KvError } from '../src/kv/errors.js';
 import { main } from '../src/cli/main.js';
 import {
@@ -23,9 +24,24 @@ import {
   settings,
 } from '../src/server/config.js';
 import { int64, txnRequest, uint64 } from '../src/server/convert.js';
-import { DataDirError, lockFileName, openDataDir, versionFileName } from '../src/server/datadir.js';
+import {
+  DataDirError,
+  lockFileName,
+  openDataDir,
+  raftDirName,
+  versionFileName,
+} from '../src/server/datadir.js';
 import { toStatus, StatusError } from '../src/server/errors.js';
-import { clusterId, memberId } from '../src/server/ids.js';
+import { addedMemberId, addedNodeId, clusterId, memberId } from '../src/server/ids.js';
+import {
+  ClusterMachine,
+  encodeClusterCommand,
+  encodeMemberContext,
+  MemberTable,
+} from '../src/server/membership.js';
+import { encode } from '../src/core/codec.js';
+import type { ConfChange } from '../src/raft/raft.js';
+import type { Entry } from '../src/raft/types.js';
 import { EtcdJson } from '../src/server/json.js';
 import { JsonObjectSplitter } from '../src/server/json-stream.js';
 
@@ -226,34 +242,51 @@ test('JSON stream splitter: objects however the text is chunked', () => {
 
 test('data directory: a live owner is refused, a dead one taken over', () => {
   const dir = join(tmp(), 'member');
+  const id = { nodeId: nodeId('n1'), memberId: '42' };
   try {
-    const first = openDataDir(dir, 'n1', 'tok');
+    const first = openDataDir(dir, 'n1', 'tok', id);
     assert.equal(first.fresh, true);
     assert.ok(fs.existsSync(join(dir, versionFileName)));
     // This process holds it: a lock naming another live process (our parent) refuses.
     first.release();
     fs.writeFileSync(join(dir, lockFileName), `${process.ppid}\n`);
     assert.throws(
-      () => openDataDir(dir, 'n1', 'tok'),
+      () => openDataDir(dir, 'n1', 'tok', id),
       new RegExp(`in use by another Chorus process \\(pid ${process.ppid}\\)`),
     );
     // A lock left by a process that is gone is stale.
     const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']);
     fs.writeFileSync(join(dir, lockFileName), `${dead.pid}\n`);
-    const second = openDataDir(dir, 'n1', 'tok');
+    const second = openDataDir(dir, 'n1', 'tok', id);
     assert.equal(second.tookOverFrom, dead.pid);
     assert.equal(fs.readFileSync(join(dir, lockFileName), 'utf8').trim(), String(process.pid));
     second.release();
     assert.equal(fs.existsSync(join(dir, lockFileName)), false);
     // Another member's directory, a newer format, and a foreign directory are refused.
-    assert.throws(() => openDataDir(dir, 'n2', 'tok'), /belongs to member "n1"/);
-    assert.throws(() => openDataDir(dir, 'n1', 'other'), /cluster token/);
+    assert.throws(() => openDataDir(dir, 'n2', 'tok', id), /belongs to member "n1"/);
+    assert.throws(() => openDataDir(dir, 'n1', 'other', id), /cluster token/);
     fs.writeFileSync(join(dir, versionFileName), JSON.stringify({ format: 99, name: 'n1' }));
-    assert.throws(() => openDataDir(dir, 'n1', 'tok'), /newer than this binary/);
+    assert.throws(() => openDataDir(dir, 'n1', 'tok', id), /newer than this binary/);
+    // A directory with state keeps the identity it recorded, whatever is proposed now; one
+    // written by format 1 (no membership in its log) is refused.
+    fs.writeFileSync(
+      join(dir, versionFileName),
+      JSON.stringify({ format: 2, name: 'n1', clusterToken: 'tok', ...id }),
+    );
+    fs.mkdirSync(join(dir, raftDirName));
+    const kept = openDataDir(dir, 'n1', 'tok', { nodeId: nodeId('other'), memberId: '7' });
+    assert.deepEqual(kept.identity, id);
+    assert.equal(kept.fresh, false);
+    kept.release();
+    fs.writeFileSync(
+      join(dir, versionFileName),
+      JSON.stringify({ format: 1, name: 'n1', clusterToken: 'tok' }),
+    );
+    assert.throws(() => openDataDir(dir, 'n1', 'tok', id), /format 1, written by an older Chorus/);
     const foreign = join(dir, '..', 'foreign');
     fs.mkdirSync(foreign);
     fs.writeFileSync(join(foreign, 'data.db'), 'x');
-    assert.throws(() => openDataDir(foreign, 'n1', 'tok'), DataDirError);
+    assert.throws(() => openDataDir(foreign, 'n1', 'tok', id), DataDirError);
   } finally {
     fs.rmSync(join(dir, '..'), { recursive: true, force: true });
   }
@@ -285,4 +318,87 @@ test("errors: etcd's gRPC codes and exact messages", () => {
     Status.RESOURCE_EXHAUSTED,
   );
   assert.equal(toStatus(new TypeError('bug')).code, Status.INTERNAL);
+});
+
+test('membership: the member table is built from conf changes and cluster commands alone', () => {
+  const applied: Entry[][] = [];
+  const inner = {
+    apply: (entries: readonly Entry[]) => {
+      applied.push([...entries]);
+      return entries.map(() => 'kv');
+    },
+    snapshot: () => new Uint8Array([7]),
+    restore: () => {},
+  };
+  let changes = 0;
+  const table = new MemberTable();
+  const machine = new ClusterMachine(inner, table, () => changes++);
+  let index = 0;
+  const conf = (change: ConfChange): Entry => ({
+    term: 1,
+    index: ++index,
+    type: 'conf-change',
+    data: encode(change),
+  });
+  const normal = (data: Uint8Array): Entry => ({ term: 1, index: ++index, type: 'normal', data });
+  const founders = ['a', 'b', 'c'].map((name) =>
+    conf({
+      changes: [{ type: 'add-voter', node: nodeId(name) }],
+      context: encodeMemberContext({
+        id: memberId('tok', name).toString(),
+        name,
+        peerUrls: [`http://${name}:2380`],
+        clusterId: '99',
+      }),
+    }),
+  );
+  assert.deepEqual(machine.apply(founders), [{ ok: true }, { ok: true }, { ok: true }]);
+  assert.equal(table.clusterId, '99');
+  assert.deepEqual(
+    table
+      .list()
+      .map((m) => m.name)
+      .sort(),
+    ['a', 'b', 'c'],
+  );
+  assert.equal(applied.length, 0, 'conf changes never reach the KV machine');
+
+  // A learner added by MemberAdd: named once it publishes; KV entries pass through in order.
+  const id = addedMemberId('tok', ['http://d:2380']);
+  const d = addedNodeId(id);
+  const results = machine.apply([
+    normal(encode({ t: 'put' })),
+    conf({
+      changes: [{ type: 'add-learner', node: d }],
+      context: encodeMemberContext({ id: id.toString(), name: '', peerUrls: ['http://d:2380'] }),
+    }),
+    normal(
+      encodeClusterCommand({ t: 'attributes', node: d, name: 'd', clientUrls: ['http://d:2379'] }),
+    ),
+    normal(new Uint8Array([0xc1, 0xff])),
+  ]);
+  assert.deepEqual(results.slice(0, 3), ['kv', { ok: true }, {}]);
+  assert.deepEqual(results[3], { error: 'invalid-argument', detail: 'bad cluster command' });
+  assert.equal(applied.length, 1);
+  assert.deepEqual(table.byId(id), {
+    id,
+    node: d,
+    name: 'd',
+    peerUrls: ['http://d:2380'],
+    clientUrls: ['http://d:2379'],
+    isLearner: true,
+  });
+
+  // Promote d, remove a: a removed id is remembered, and survives a snapshot.
+  machine.apply([conf({ changes: [{ type: 'add-voter', node: d }] })]);
+  machine.apply([conf({ changes: [{ type: 'remove-node', node: nodeId('a') }] })]);
+  assert.equal(table.byId(id)?.isLearner, false);
+  assert.equal(table.wasRemoved(memberId('tok', 'a')), true);
+  assert.equal(table.isRemoved(nodeId('a')), true);
+  const copy = new MemberTable();
+  new ClusterMachine(inner, copy, () => {}).restore(machine.snapshot());
+  assert.deepEqual(copy.list(), table.list());
+  assert.equal(copy.wasRemoved(memberId('tok', 'a')), true);
+  assert.equal(copy.clusterId, '99');
+  assert.ok(changes >= 4);
 });

@@ -103,6 +103,14 @@ function run(config: ServerConfig, ctx: CliContext): Promise<number> {
           setTimeout(() => process.exit(code), 500).unref();
         });
       };
+      // The server may stop by itself: removed from the cluster, it exits 0 as etcd does.
+      server.whenStopped((reason) => {
+        if (stopping) return;
+        stopping = true;
+        log.warn('stopped by itself', { reason });
+        resolve(0);
+        setTimeout(() => process.exit(0), 500).unref();
+      });
       // Both stay handled: a second signal (Ctrl-C reaches a whole process group, and a
       // supervisor may send SIGTERM too) must not kill the process mid-stop.
       process.on('SIGTERM', () => stop('SIGTERM', 0));

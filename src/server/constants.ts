@@ -6,8 +6,11 @@
 /** The version Status reports: etcd clients compare it to decide which features to use. */
 export const etcdVersion = '3.5.0';
 
-/** The data directory format this binary writes and reads. */
-export const dataDirFormatVersion = 1;
+/**
+ * The data directory format this binary writes and reads. 2: the log starts with the
+ * founding members (RaftConfig.bootstrap) and version.json records the member's identity.
+ */
+export const dataDirFormatVersion = 2;
 
 /** etcd's --heartbeat-interval and --election-timeout defaults. */
 export const heartbeatIntervalMsDefault = 100;
@@ -50,8 +53,14 @@ export const clientConnectionsMax = 10_000;
 /** How often the node samples Raft for metrics, the operating mode and leader changes. */
 export const observeEveryMs = 100;
 
-/** How long a MemberList waits for a peer to tell its client URLs. */
-export const memberInfoDeadlineMs = 500;
+/** A membership change forwarded to the leader. */
+export const memberChangeDeadlineMs = 10_000;
+/** How often a member retries publishing its name and client URLs until they are replicated. */
+export const publishRetryMs = 1_000;
+/** etcd's limit: one learner at a time. */
+export const learnersMax = 1;
+/** A learner is promotable once it has this share of the leader's log (etcd's readyPercent). */
+export const learnerReadyRatio = 0.9;
 
 /** How long MoveLeader waits for the transferee to take over. */
 export const moveLeaderTimeoutMs = 5_000;

@@ -3,7 +3,7 @@
  * version, so a future layout is never misread by this binary (or the reverse).
  *
  *   <dir>/LOCK          the pid of the process that holds the directory
- *   <dir>/version.json  {"format": 1, "name": "...", "clusterToken": "..."}
+ *   <dir>/version.json  {"format": 2, "name", "clusterToken", "nodeId", "memberId"}
  *   <dir>/raft/         the Raft WAL, hard state and snapshot (src/storage)
  *
  * The lock is a file created exclusively (O_EXCL) holding the owner's pid. A lock whose pid
@@ -14,6 +14,7 @@
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
+import { isNodeId, type NodeId } from '../core/ids.js';
 import { dataDirFilesScannedMax, dataDirFormatVersion } from './constants.js';
 
 export class DataDirError extends Error {
@@ -24,23 +25,40 @@ export const lockFileName = 'LOCK';
 export const versionFileName = 'version.json';
 export const raftDirName = 'raft';
 
+/** Who this member is in Raft and to etcd clients: fixed when its data directory is created. */
+export interface MemberIdentity {
+  nodeId: NodeId;
+  /** Decimal uint64. */
+  memberId: string;
+}
+
 export interface DataDir {
   path: string;
   /** True when this member had no state before (a new member). */
   fresh: boolean;
+  /** The identity recorded at creation (a restart keeps it even if flags changed since). */
+  identity: MemberIdentity;
   /** Takes a stale lock over from this pid, if it did. */
   tookOverFrom: number | undefined;
   release(): void;
 }
 
-interface VersionFile {
+interface VersionFile extends Partial<MemberIdentity> {
   format: number;
   name: string;
   clusterToken: string;
 }
 
-/** Locks the directory (creating it) and checks or writes its format version. */
-export function openDataDir(path: string, name: string, clusterToken: string): DataDir {
+/**
+ * Locks the directory (creating it) and checks or writes its format version. A fresh
+ * directory records `identity`; one with state returns the identity it recorded.
+ */
+export function openDataDir(
+  path: string,
+  name: string,
+  clusterToken: string,
+  identity: MemberIdentity,
+): DataDir {
   try {
     fs.mkdirSync(path, { recursive: true });
   } catch (error) {
@@ -49,8 +67,8 @@ export function openDataDir(path: string, name: string, clusterToken: string): D
   const tookOverFrom = lock(path);
   const release = (): void => unlock(path);
   try {
-    const fresh = checkVersion(path, name, clusterToken);
-    return { path, fresh, tookOverFrom, release };
+    const { fresh, recorded } = checkVersion(path, name, clusterToken, identity);
+    return { path, fresh, identity: recorded, tookOverFrom, release };
   } catch (error) {
     release();
     throw error;
@@ -118,8 +136,14 @@ function unlock(dir: string): void {
   if (readPid(file) === process.pid) fs.rmSync(file, { force: true });
 }
 
-/** Returns whether the directory is fresh (no state yet). */
-function checkVersion(dir: string, name: string, clusterToken: string): boolean {
+/** Whether the directory is fresh (no state yet), and the identity it holds. */
+function checkVersion(
+  dir: string,
+  name: string,
+  clusterToken: string,
+  identity: MemberIdentity,
+): { fresh: boolean; recorded: MemberIdentity } {
+  const written = { format: dataDirFormatVersion, name, clusterToken, ...identity };
   const file = join(dir, versionFileName);
   let text: string | undefined;
   try {
@@ -134,8 +158,8 @@ function checkVersion(dir: string, name: string, clusterToken: string): boolean 
       throw new DataDirError(
         `data directory ${dir} is not empty and has no ${versionFileName}: not a Chorus data directory (found ${others.slice(0, 3).join(', ')})`,
       );
-    writeVersion(dir, { format: dataDirFormatVersion, name, clusterToken });
-    return true;
+    writeVersion(dir, written);
+    return { fresh: true, recorded: identity };
   }
   let version: VersionFile;
   try {
@@ -155,7 +179,22 @@ function checkVersion(dir: string, name: string, clusterToken: string): boolean 
     throw new DataDirError(
       `data directory ${dir} belongs to cluster token ${JSON.stringify(version.clusterToken)}, not ${JSON.stringify(clusterToken)}`,
     );
-  return !fs.existsSync(join(dir, raftDirName));
+  const fresh = !fs.existsSync(join(dir, raftDirName));
+  if (fresh) {
+    // No state yet (an earlier start failed early): the identity follows today's flags.
+    writeVersion(dir, written);
+    return { fresh, recorded: identity };
+  }
+  if (version.format < dataDirFormatVersion || !isNodeId(version.nodeId))
+    throw new DataDirError(
+      `data directory ${dir} has format ${version.format}, written by an older Chorus whose ` +
+        `log does not record the membership; this binary cannot continue it (start the member ` +
+        `with a new --data-dir, or restore from a snapshot)`,
+    );
+  return {
+    fresh,
+    recorded: { nodeId: version.nodeId, memberId: String(version.memberId) },
+  };
 }
 
 function writeVersion(dir: string, version: VersionFile): void {

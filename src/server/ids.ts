@@ -1,11 +1,15 @@
 /**
  * Member and cluster ids. etcd derives a member's 64-bit id from its peer URLs and the
- * cluster token, and the cluster's id from its members' ids; Chorus derives them from the
- * member's name (its Raft node id, stable across URL changes) and the cluster token, so
- * every node computes the same ids for everyone from the --initial-cluster flag alone.
+ * cluster token, and the cluster's id from its members' ids. Chorus derives a founding
+ * member's id from its name (also its Raft node id) and the token, so the founders compute
+ * the same ids for everyone from --initial-cluster alone. A member added later (MemberAdd
+ * carries no name) gets its id from its peer URLs and the token, and its Raft node id is
+ * that id in hex: the new member computes both from its own flags, and nobody has to tell
+ * it who it is. The replicated member table remembers removed ids and never reuses one.
  * They are uint64 on the wire, beyond 2^53, so they stay bigint or decimal strings here.
  */
 import { createHash } from 'node:crypto';
+import { nodeId, type NodeId } from '../core/ids.js';
 
 function hash64(text: string): bigint {
   const digest = createHash('sha256').update(text).digest();
@@ -22,6 +26,14 @@ export function clusterId(clusterToken: string, names: readonly string[]): bigin
   const ids = names.map((n) => memberId(clusterToken, n).toString(16)).sort();
   return hash64(`chorus-cluster/${clusterToken}/${ids.join(',')}`);
 }
+
+/** The id of a member added by MemberAdd with these peer URLs. */
+export function addedMemberId(clusterToken: string, peerUrls: readonly string[]): bigint {
+  return hash64(`chorus-added-member/${clusterToken}/${[...peerUrls].sort().join(',')}`);
+}
+
+/** The Raft node id of an added member: its id in hex, 16 digits. */
+export const addedNodeId = (id: bigint): NodeId => nodeId(id.toString(16).padStart(16, '0'));
 
 /** etcdctl prints member ids in hexadecimal. */
 export const hexId = (id: bigint): string => id.toString(16);

@@ -14,7 +14,7 @@
  * kill -9 at any moment loses none of them either.
  */
 import * as http from 'node:http';
-import { describeError, ChorusError, TimeoutError } from '../core/errors.js';
+import { asChorusError, describeError, ChorusError, TimeoutError } from '../core/errors.js';
 import { nodeId, type NodeId } from '../core/ids.js';
 import type { Logger } from '../env/env.js';
 import { createNodeEnv, type NodeEnv, type TcpAddress } from '../env/node/index.js';
@@ -22,29 +22,50 @@ import { KvNode, kvNodeDefaults } from '../kv/node.js';
 import type { RaftStore } from '../raft/driver.js';
 import type { RestoredState } from '../raft/raft.js';
 import { RaftStorage } from '../storage/index.js';
-import type { ServerConfig } from './config.js';
+import { parseUrl, type ServerConfig } from './config.js';
 import {
   etcdVersion,
   forwardDeadlineMs,
   grpcOverheadBytes,
-  memberInfoDeadlineMs,
+  memberChangeDeadlineMs,
   moveLeaderTimeoutMs,
   observeEveryMs,
+  publishRetryMs,
   requestTimeoutMsBase,
 } from './constants.js';
 import type { Header, Wire } from './convert.js';
-import { openDataDir, raftBytes, raftDirName, type DataDir } from './datadir.js';
+import {
+  openDataDir,
+  raftBytes,
+  raftDirName,
+  type DataDir,
+  type MemberIdentity,
+} from './datadir.js';
 import { Dispatcher } from './dispatch.js';
+import { StatusError } from './errors.js';
 import { GrpcFront } from './grpc.js';
 import { Gateway } from './gateway.js';
-import { clusterId, hexId, memberId } from './ids.js';
+import { addedMemberId, addedNodeId, clusterId, hexId, memberId } from './ids.js';
 import { EtcdJson } from './json.js';
 import { listenClients, type ClientListener } from './listener.js';
+import { changeMembership, type MemberRequest } from './member-changes.js';
+import {
+  ClusterMachine,
+  encodeClusterCommand,
+  encodeMemberContext,
+  MemberTable,
+  type Member,
+} from './membership.js';
 import { ServerMetrics, type Mode } from './metrics.js';
 import { loadEtcdProto } from './proto.js';
-import type { Done, MemberInfo, ServiceContext } from './service.js';
+import type { Done, ServiceContext } from './service.js';
 
-const memberInfoMethod = 'server-member-info';
+/** A membership change forwarded to the leader. */
+const memberChangeMethod = 'server-member-change';
+/** The leader tells a member it removed, which may never apply its own removal. */
+const removedMethod = 'server-removed';
+/** How long the leader keeps a removed member's connection for that notice to leave. */
+const removedNoticeGraceMs = 1_000;
 
 export interface StartedServer {
   readonly config: ServerConfig;
@@ -52,6 +73,40 @@ export interface StartedServer {
   readonly mode: Mode;
   /** Stops gracefully; `done` runs once storage is closed and the lock released. */
   stop(reason: string, done: () => void): void;
+  /** `listener` runs once the server has stopped, whoever stopped it (e.g. its removal). */
+  whenStopped(listener: (reason: string) => void): void;
+}
+
+/**
+ * Who this member is when its data directory is new: a founder (--initial-cluster-state
+ * new) is its name; a member joining a running cluster is the id MemberAdd gave its peer
+ * URLs (see ids.ts).
+ */
+function identityFor(config: ServerConfig): MemberIdentity {
+  const token = config.initialClusterToken;
+  if (config.initialClusterState === 'new')
+    return { nodeId: nodeId(config.name), memberId: memberId(token, config.name).toString() };
+  const own = config.initialCluster.find((m) => m.name === config.name)!;
+  const id = addedMemberId(token, [own.peerUrl]);
+  return { nodeId: addedNodeId(id), memberId: id.toString() };
+}
+
+/**
+ * Where to reach the other members before the member table is known. A joining member
+ * cannot tell a founder (whose node id is its name) from a member added later (whose node
+ * id derives from its peer URL), so it knows each address under both ids; the unused one
+ * is never dialled, and the table replaces both once applied.
+ */
+function seedPeers(config: ServerConfig, self: NodeId): Map<NodeId, TcpAddress> {
+  const peers = new Map<NodeId, TcpAddress>();
+  for (const m of config.initialCluster) {
+    const address = { host: m.host, port: m.port };
+    const byName = nodeId(m.name);
+    const byUrl = addedNodeId(addedMemberId(config.initialClusterToken, [m.peerUrl]));
+    for (const id of config.initialClusterState === 'new' ? [byName] : [byName, byUrl])
+      if (id !== self) peers.set(id, address);
+  }
+  return peers;
 }
 
 /** Starts a node; `done` runs once clients can connect (or with why it could not start). */
@@ -62,7 +117,12 @@ export function startServer(
 ): void {
   let dataDir: DataDir;
   try {
-    dataDir = openDataDir(config.dataDir, config.name, config.initialClusterToken);
+    dataDir = openDataDir(
+      config.dataDir,
+      config.name,
+      config.initialClusterToken,
+      identityFor(config),
+    );
   } catch (error) {
     return done(error as Error, undefined);
   }
@@ -73,14 +133,12 @@ export function startServer(
     dataDir.release();
     done(error, undefined);
   };
-  const peers = new Map<NodeId, TcpAddress>();
-  for (const m of config.initialCluster)
-    if (m.name !== config.name) peers.set(nodeId(m.name), { host: m.host, port: m.port });
+  const self = dataDir.identity.nodeId;
   createNodeEnv(
     {
-      self: nodeId(config.name),
+      self,
       listen: config.listenPeer,
-      peers,
+      peers: seedPeers(config, self),
       dataDir: config.dataDir,
       log,
     },
@@ -114,17 +172,25 @@ class ChorusServer implements StartedServer, ServiceContext {
   readonly moveLeaderTimeoutMs = moveLeaderTimeoutMs;
   mode: Mode = 'starting';
   clientPorts: number[] = [];
-  private readonly clusterIdText: string;
+  readonly table = new MemberTable();
+  private readonly self: NodeId;
+  /** The cluster id computed from the flags, until the replicated one is known. */
+  private readonly flagClusterId: string;
   private readonly memberIdText: string;
-  private readonly idsByName = new Map<string, bigint>();
   private readonly dispatcher: Dispatcher;
   private readonly grpc: GrpcFront;
   private readonly http: http.Server;
   private readonly listeners: ClientListener[] = [];
   /** Requests waiting for the KV node; failing them all is how a stop answers them. */
   private readonly inflight = new Set<(error: ChorusError) => void>();
-  private readonly clientUrlsSeen = new Map<string, string[]>();
   private readonly requestTimeoutMs: number;
+  private readonly stoppedListeners: ((reason: string) => void)[] = [];
+  /** When each member was last seen active by this node as leader (monotonic ms). */
+  private readonly activeAt = new Map<NodeId, number>();
+  private readonly removedHandled = new Set<NodeId>();
+  private publishing = false;
+  private publishedAtMs = -Infinity;
+  private started = false;
   private stopping = false;
   /** Everyone waiting for the stop to finish (a second signal waits with the first). */
   private readonly stopWaiters: (() => void)[] = [];
@@ -142,9 +208,9 @@ class ChorusServer implements StartedServer, ServiceContext {
     this.log = nodeEnv.env.log;
     const token = config.initialClusterToken;
     const names = config.initialCluster.map((m) => m.name);
-    for (const name of names) this.idsByName.set(name, memberId(token, name));
-    this.clusterIdText = clusterId(token, names).toString();
-    this.memberIdText = this.memberIdOf(config.name).toString();
+    this.flagClusterId = clusterId(token, names).toString();
+    this.self = dataDir.identity.nodeId;
+    this.memberIdText = dataDir.identity.memberId;
     this.metrics = new ServerMetrics({ member: config.name });
     this.requestTimeoutMs = requestTimeoutMsBase + 2 * config.electionTimeoutMs;
     const env = nodeEnv.env;
@@ -152,7 +218,22 @@ class ChorusServer implements StartedServer, ServiceContext {
       env,
       {
         raft: {
-          peers: names.map((n) => nodeId(n)),
+          // The membership comes from the log: the founders write it there (bootstrap), and
+          // everyone else replays it (see membership.ts).
+          peers: [],
+          ...(config.initialClusterState === 'new'
+            ? {
+                bootstrap: config.initialCluster.map((m) => ({
+                  node: nodeId(m.name),
+                  context: encodeMemberContext({
+                    id: memberId(token, m.name).toString(),
+                    name: m.name,
+                    peerUrls: [m.peerUrl],
+                    clusterId: this.flagClusterId,
+                  }),
+                })),
+              }
+            : {}),
           electionTicks: Math.round(config.electionTimeoutMs / config.heartbeatIntervalMs),
           heartbeatTicks: 1,
           preVote: true,
@@ -162,14 +243,22 @@ class ChorusServer implements StartedServer, ServiceContext {
         snapshotEveryEntries: config.snapshotCount,
         forwardDeadlineMs,
         ...kvNodeDefaults,
+        wrapStateMachine: (machine) =>
+          new ClusterMachine(machine, this.table, () => this.membershipChanged()),
       },
       this.measuredStore(storage),
       recovered,
     );
     this.measureApply();
-    this.kv.driver.rpc.handle(memberInfoMethod, (_from, _body, respond) =>
-      respond(undefined, { name: config.name, clientUrls: config.advertiseClientUrls }),
+    this.kv.driver.rpc.handle(memberChangeMethod, (_from, body, respond) =>
+      this.changeOnLeader(body as MemberRequest, (error, result) => respond(error, result)),
     );
+    this.kv.driver.rpc.on(removedMethod, (from) => {
+      this.log.warn('the leader says this member was removed from the cluster', { from });
+      this.onRemoved();
+    });
+    this.started = true;
+    this.membershipChanged();
     this.dispatcher = new Dispatcher(this, this.metrics, this.log, () => performance.now());
     const definition = loadEtcdProto();
     this.grpc = new GrpcFront(definition, this.dispatcher, {
@@ -195,11 +284,12 @@ class ChorusServer implements StartedServer, ServiceContext {
     this.observe();
     this.log.info('member started', {
       name: config.name,
-      memberId: hexId(this.memberIdOf(config.name)),
+      memberId: hexId(BigInt(this.memberIdText)),
       clusterId: hexId(BigInt(this.clusterIdText)),
       dataDir: config.dataDir,
       fresh: this.dataDir.fresh,
       initialClusterState: config.initialClusterState,
+      node: this.self,
       peers: names,
     });
   }
@@ -259,12 +349,21 @@ class ChorusServer implements StartedServer, ServiceContext {
           this.dataDir.release();
           this.log.info('stopped', { reason });
           for (const waiter of this.stopWaiters.splice(0)) waiter();
+          for (const listener of this.stoppedListeners.splice(0)) listener(reason);
         });
       });
     });
   }
 
+  whenStopped(listener: (reason: string) => void): void {
+    this.stoppedListeners.push(listener);
+  }
+
   // --- ServiceContext --------------------------------------------------------------------------
+
+  private get clusterIdText(): string {
+    return this.table.clusterId !== '' ? this.table.clusterId : this.flagClusterId;
+  }
 
   header(revision?: number): Header {
     return {
@@ -294,49 +393,42 @@ class ChorusServer implements StartedServer, ServiceContext {
     return finish;
   }
 
-  memberIdOf(name: string): bigint {
-    return this.idsByName.get(name) ?? memberId(this.config.initialClusterToken, name);
+  memberIdOf(node: NodeId): bigint | undefined {
+    if (node === this.self) return BigInt(this.memberIdText);
+    return this.table.get(node)?.id;
   }
 
-  nameOf(id: bigint): NodeId | undefined {
-    for (const [name, known] of this.idsByName) if (known === id) return nodeId(name);
-    return undefined;
+  nodeOf(id: bigint): NodeId | undefined {
+    return this.table.byId(id)?.node;
   }
 
-  members(done: (members: MemberInfo[]) => void): void {
-    const others = this.config.initialCluster.filter((m) => m.name !== this.config.name);
-    let waiting = others.length;
-    const finish = (): void =>
-      done(
-        this.config.initialCluster.map((m) => ({
-          id: this.memberIdOf(m.name),
-          name: m.name,
-          peerUrls: [m.peerUrl],
-          clientUrls:
-            m.name === this.config.name
-              ? this.config.advertiseClientUrls
-              : (this.clientUrlsSeen.get(m.name) ?? []),
-        })),
-      );
-    if (waiting === 0) return finish();
-    for (const m of others) {
-      this.kv.driver.rpc.call(
-        nodeId(m.name),
-        memberInfoMethod,
-        null,
-        (error, body) => {
-          const urls = (body as { clientUrls?: unknown } | undefined)?.clientUrls;
-          if (
-            error === undefined &&
-            Array.isArray(urls) &&
-            urls.every((u) => typeof u === 'string')
-          )
-            this.clientUrlsSeen.set(m.name, urls);
-          if (--waiting === 0) finish();
-        },
-        { deadlineMs: memberInfoDeadlineMs },
-      );
-    }
+  members(): Member[] {
+    return this.table.list().map((m) =>
+      // Our own name and URLs are known before they are published.
+      m.node === this.self
+        ? { ...m, name: this.config.name, clientUrls: this.config.advertiseClientUrls }
+        : m,
+    );
+  }
+
+  changeMembership(
+    request: MemberRequest,
+    done: Done<{ member: Member; members: Member[] }>,
+  ): void {
+    const raft = this.kv.driver.node.raft;
+    const answered = (error: ChorusError | undefined, body: unknown): void => {
+      if (error !== undefined)
+        return done(new ChorusError(error.code, error.message, { cause: error }), undefined);
+      const refusal = (body as { refusal?: { code: number; message: string } }).refusal;
+      if (refusal !== undefined)
+        return done(new StatusError(refusal.code, refusal.message), undefined);
+      done(undefined, decodeChangeResult(body));
+    };
+    if (raft.role === 'leader') return this.changeOnLeader(request, answered);
+    if (raft.lead === '') return done(new ChorusError('no-leader', 'no leader'), undefined);
+    this.kv.driver.rpc.call(raft.lead, memberChangeMethod, request, answered, {
+      deadlineMs: memberChangeDeadlineMs,
+    });
   }
 
   status(): Wire {
@@ -347,13 +439,13 @@ class ChorusServer implements StartedServer, ServiceContext {
     return {
       version: etcdVersion,
       dbSize: this.dbSize.bytes,
-      leader: raft.lead === '' ? '0' : this.memberIdOf(raft.lead).toString(),
+      leader: raft.lead === '' ? '0' : (this.memberIdOf(raft.lead) ?? 0n).toString(),
       raftIndex: raft.log.committed,
       raftTerm: raft.term,
       raftAppliedIndex: this.kv.driver.appliedIndex,
       errors: raft.lead === '' ? ['etcdserver: no leader'] : [],
       dbSizeInUse: this.dbSize.bytes,
-      isLearner: false,
+      isLearner: this.table.get(this.self)?.isLearner ?? false,
     };
   }
 
@@ -368,6 +460,113 @@ class ChorusServer implements StartedServer, ServiceContext {
     check();
   }
 
+  // --- membership ------------------------------------------------------------------------------
+
+  /**
+   * Carries out a membership change here, the leader. The answer travels to a forwarding
+   * member as RPC data: a refusal as {refusal: {code, message}} (a gRPC status, which the
+   * RPC layer's error codes cannot carry), a success as the member and the member list.
+   */
+  private changeOnLeader(
+    request: MemberRequest,
+    respond: (error: ChorusError | undefined, result?: unknown) => void,
+  ): void {
+    const env = this.nodeEnv.env;
+    changeMembership(
+      {
+        driver: this.kv.driver,
+        table: this.table,
+        timers: env.timers,
+        clusterToken: this.config.initialClusterToken,
+        isStarted: (node) => this.isStarted(node),
+        retryMs: this.config.heartbeatIntervalMs,
+        now: () => env.clock.monotonicMs(),
+      },
+      request,
+      env.clock.monotonicMs() + memberChangeDeadlineMs,
+      (error, member) => {
+        if (error instanceof StatusError)
+          return respond(undefined, { refusal: { code: error.code, message: error.message } });
+        if (error !== undefined) return respond(asChorusError(error));
+        respond(undefined, {
+          member: encodeMember(member!),
+          members: this.members().map(encodeMember),
+        });
+      },
+    );
+  }
+
+  /** A voter counts as started if the leader heard from it within two election timeouts. */
+  private isStarted(node: NodeId): boolean {
+    if (node === this.self) return true;
+    const at = this.activeAt.get(node);
+    return (
+      at !== undefined &&
+      this.nodeEnv.env.clock.monotonicMs() - at < 2 * this.config.electionTimeoutMs
+    );
+  }
+
+  /** After the table changed: reach every member at its URL, forget removed ones. */
+  private membershipChanged(): void {
+    if (!this.started) return;
+    const net = this.nodeEnv.net;
+    for (const m of this.table.list()) {
+      if (m.node === this.self || m.peerUrls.length === 0) continue;
+      try {
+        const { host, port } = parseUrl(m.peerUrls[0]!, 'peer-urls');
+        net.setPeer(m.node, { host, port });
+      } catch {
+        this.log.warn('member has an unusable peer URL', { node: m.node, url: m.peerUrls[0] });
+      }
+    }
+    for (const node of this.table.removedNodeIds()) {
+      if (this.removedHandled.has(node)) continue;
+      this.removedHandled.add(node);
+      if (node === this.self) {
+        this.onRemoved();
+        continue;
+      }
+      this.log.info('member removed', { node });
+      // It may never apply its own removal (we stop sending it entries): tell it, then let go.
+      if (this.kv.driver.node.raft.role === 'leader')
+        this.kv.driver.rpc.notify(node, removedMethod, null);
+      this.nodeEnv.env.timers.set(removedNoticeGraceMs, () => net.removePeer(node));
+    }
+  }
+
+  private onRemoved(): void {
+    if (this.stopping) return;
+    this.log.warn('this member was removed from the cluster; stopping');
+    // Not from inside the apply that told us: let the driver finish its Ready first.
+    this.nodeEnv.env.timers.set(0, () => this.stop('removed from the cluster', () => {}));
+  }
+
+  /**
+   * Publishes this member's name and client URLs through the log once it runs, so every
+   * member's MemberList shows them, even while this one is down (etcd's publish).
+   */
+  private publish(): void {
+    const own = this.table.get(this.self);
+    if (own === undefined || this.publishing) return;
+    const urls = this.config.advertiseClientUrls;
+    if (own.name === this.config.name && sameList(own.clientUrls, urls)) return;
+    const now = this.nodeEnv.env.clock.monotonicMs();
+    if (now - this.publishedAtMs < publishRetryMs) return;
+    this.publishing = true;
+    this.publishedAtMs = now;
+    const command = encodeClusterCommand({
+      t: 'attributes',
+      node: this.self,
+      name: this.config.name,
+      clientUrls: [...urls],
+    });
+    this.kv.driver.propose(command, (error) => {
+      this.publishing = false;
+      if (error !== undefined)
+        this.log.debug('publishing attributes failed; will retry', { error: error.message });
+    });
+  }
+
   // --- observation -----------------------------------------------------------------------------
 
   private health(): { ok: boolean; body: Wire } {
@@ -380,7 +579,7 @@ class ChorusServer implements StartedServer, ServiceContext {
         reason: ok ? '' : this.mode === 'degraded' ? 'no leader' : this.mode,
         mode: this.mode,
         name: this.config.name,
-        memberId: hexId(this.memberIdOf(this.config.name)),
+        memberId: hexId(BigInt(this.memberIdText)),
         leader: raft.lead,
         role: raft.role,
         term: raft.term,
@@ -415,6 +614,11 @@ class ChorusServer implements StartedServer, ServiceContext {
     }
     if (raft.lead !== '') this.setMode('serving');
     else if (this.mode !== 'starting') this.setMode('degraded');
+    if (raft.role === 'leader') {
+      const now = this.nodeEnv.env.clock.monotonicMs();
+      for (const [node, pr] of raft.progress) if (pr.recentActive) this.activeAt.set(node, now);
+    }
+    if (raft.lead !== '') this.publish();
     this.nodeEnv.env.timers.set(observeEveryMs, () => this.observe());
   }
 
@@ -451,4 +655,23 @@ class ChorusServer implements StartedServer, ServiceContext {
       }
     };
   }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** A member as RPC data (its id beyond 2^53 as a decimal string). */
+function encodeMember(m: Member): unknown {
+  return { ...m, id: m.id.toString() };
+}
+
+function decodeMember(value: unknown): Member {
+  const m = value as Member & { id: string };
+  return { ...m, id: BigInt(m.id) };
+}
+
+function decodeChangeResult(body: unknown): { member: Member; members: Member[] } {
+  const b = body as { member: unknown; members: unknown[] };
+  return { member: decodeMember(b.member), members: b.members.map(decodeMember) };
 }

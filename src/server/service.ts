@@ -26,16 +26,12 @@ import {
   type Wire,
 } from './convert.js';
 import { etcdMessages, StatusError, unimplemented } from './errors.js';
+import type { MemberRequest } from './member-changes.js';
+import type { Member } from './membership.js';
 
 export type Reply = (error: unknown, response?: Wire) => void;
-export type Done<T> = (error: ChorusError | undefined, result: T | undefined) => void;
-
-export interface MemberInfo {
-  id: bigint;
-  name: string;
-  peerUrls: string[];
-  clientUrls: string[];
-}
+/** A completion; the error is a ChorusError, or a StatusError decided in this layer. */
+export type Done<T> = (error: ChorusError | StatusError | undefined, result: T | undefined) => void;
 
 /** What the services need from the node process (server.ts implements it). */
 export interface ServiceContext {
@@ -44,10 +40,12 @@ export interface ServiceContext {
   header(revision?: number): Header;
   /** Wraps a KV completion: a deadline, and failure when the server stops. */
   guard<T>(done: Done<T>): Done<T>;
-  /** Every member of the cluster, with the client URLs each has told us. */
-  members(done: (members: MemberInfo[]) => void): void;
-  nameOf(memberId: bigint): NodeId | undefined;
-  memberIdOf(name: string): bigint;
+  /** Every member of the cluster as the replicated member table has it, by id. */
+  members(): Member[];
+  nodeOf(memberId: bigint): NodeId | undefined;
+  memberIdOf(node: NodeId): bigint | undefined;
+  /** MemberAdd/Remove/Update/Promote, carried out by the leader (forwarded there). */
+  changeMembership(request: MemberRequest, done: Done<{ member: Member; members: Member[] }>): void;
   /** Maintenance.Status without its header. */
   status(): Wire;
   /** Waits until `predicate` holds, checking every tick, or fails after `timeoutMs`. */
@@ -159,17 +157,35 @@ export const unaryHandlers: Record<string, UnaryHandler> = {
   },
 
   'Cluster.MemberList': (ctx, _w, reply) => {
-    ctx.members((members) =>
-      reply(undefined, { header: ctx.header(), members: members.map(memberMessage) }),
+    reply(undefined, { header: ctx.header(), members: ctx.members().map(memberMessage) });
+  },
+  'Cluster.MemberAdd': (ctx, w, reply) => {
+    const request: MemberRequest = {
+      op: 'add',
+      peerUrls: stringList(w['peerURLs']),
+      isLearner: w['isLearner'] === true,
+    };
+    ctx.changeMembership(
+      request,
+      ctx.guard(
+        answer(ctx, reply, (r) => ({
+          header: ctx.header(),
+          member: memberMessage(r.member),
+          members: r.members.map(memberMessage),
+        })),
+      ),
     );
   },
-  'Cluster.MemberAdd': (_ctx, _w, reply) => reply(unimplemented('MemberAdd (membership changes)')),
-  'Cluster.MemberRemove': (_ctx, _w, reply) =>
-    reply(unimplemented('MemberRemove (membership changes)')),
-  'Cluster.MemberUpdate': (_ctx, _w, reply) =>
-    reply(unimplemented('MemberUpdate (membership changes)')),
-  'Cluster.MemberPromote': (_ctx, _w, reply) =>
-    reply(unimplemented('MemberPromote (membership changes)')),
+  'Cluster.MemberRemove': (ctx, w, reply) =>
+    memberChange(ctx, { op: 'remove', id: uint64(w['ID'], 'ID').toString() }, reply),
+  'Cluster.MemberUpdate': (ctx, w, reply) =>
+    memberChange(
+      ctx,
+      { op: 'update', id: uint64(w['ID'], 'ID').toString(), peerUrls: stringList(w['peerURLs']) },
+      reply,
+    ),
+  'Cluster.MemberPromote': (ctx, w, reply) =>
+    memberChange(ctx, { op: 'promote', id: uint64(w['ID'], 'ID').toString() }, reply),
 
   'Maintenance.Status': (ctx, _w, reply) => {
     reply(undefined, { header: ctx.header(), ...ctx.status() });
@@ -203,18 +219,32 @@ export const unaryHandlers: Record<string, UnaryHandler> = {
   'Maintenance.Downgrade': (_ctx, _w, reply) => reply(unimplemented('Downgrade')),
 };
 
-function memberMessage(m: MemberInfo): Wire {
+function memberMessage(m: Member): Wire {
   return {
     ID: m.id.toString(),
     name: m.name,
     peerURLs: m.peerUrls,
     clientURLs: m.clientUrls,
-    isLearner: false,
+    isLearner: m.isLearner,
   };
 }
 
+/** Remove, update, promote: answered with the header and the members after the change. */
+function memberChange(ctx: ServiceContext, request: MemberRequest, reply: Reply): void {
+  ctx.changeMembership(
+    request,
+    ctx.guard(
+      answer(ctx, reply, (r) => ({ header: ctx.header(), members: r.members.map(memberMessage) })),
+    ),
+  );
+}
+
+function stringList(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+}
+
 function moveLeader(ctx: ServiceContext, w: Wire, reply: Reply): void {
-  const target = ctx.nameOf(uint64(w['targetID'], 'targetID'));
+  const target = ctx.nodeOf(uint64(w['targetID'], 'targetID'));
   const raft = ctx.kv.driver.node.raft;
   if (raft.role !== 'leader')
     return reply(new StatusError(Status.FAILED_PRECONDITION, etcdMessages.notLeader));

@@ -57,7 +57,13 @@ export class KvSimApp implements RaftApp {
       this.node = new KvNode(
         env,
         {
-          raft: { peers, appendBytesMax: o.appendBytesMax },
+          // As the server does: the founding voters are the first log entries (bootstrap), so
+          // the campaigns exercise the configuration the way production builds it.
+          raft: {
+            peers: [],
+            bootstrap: peers.map((node) => ({ node })),
+            appendBytesMax: o.appendBytesMax,
+          },
           tickMs: o.tickMs,
           snapshotEveryEntries: o.snapshotEveryEntries,
           forwardDeadlineMs: o.clientTimeoutMs,
