@@ -8,7 +8,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { startCluster, stopCluster, type Cluster } from './server-helpers.js';
+import {
+  eventually,
+  freePorts,
+  startCluster,
+  stopCluster,
+  type Cluster,
+} from './server-helpers.js';
 
 const etcdctlEnv = { ...process.env, ETCDCTL_API: '3' };
 const probe = spawnSync('etcdctl', ['version'], { env: etcdctlEnv, encoding: 'utf8' });
@@ -272,7 +278,11 @@ describe(
     });
 
     test('member list: every member with its peer and client URLs, as text and JSON', async () => {
-      const lines = (await ok('member', 'list')).trim().split('\n');
+      // Each member publishes its client URLs through the log once it has a leader.
+      const lines = await eventually('every member published', 10_000, async () => {
+        const listed = (await ok('member', 'list')).trim().split('\n');
+        return listed.every((l) => l.split(', ')[4] !== '') ? listed : undefined;
+      });
       assert.equal(lines.length, 3);
       for (const m of cluster.members) {
         const line = lines.find((l) => l.split(', ')[2] === m.name);
@@ -293,6 +303,39 @@ describe(
         members: { name: string; peerURLs: string[]; clientURLs: string[] }[];
       }>('member', 'list');
       assert.deepEqual(listed.members.map((m) => m.name).sort(), ['n1', 'n2', 'n3']);
+    });
+
+    test('member add --learner, promote refused while unstarted, remove', async () => {
+      const [peerPort] = (await freePorts(1)) as [number];
+      const peerUrl = `http://127.0.0.1:${peerPort}`;
+      const added = await ok('member', 'add', 'n4', `--peer-urls=${peerUrl}`, '--learner');
+      const id = /^Member ([0-9a-f]+) added to cluster ([0-9a-f]+)$/m.exec(added)?.[1];
+      assert.ok(id !== undefined, added);
+      // etcdctl prints the settings the new member must start with.
+      assert.match(added, /^ETCD_NAME="n4"$/m);
+      assert.match(added, new RegExp(`^ETCD_INITIAL_CLUSTER=".*n4=${peerUrl}.*"$`, 'm'));
+      assert.match(added, /^ETCD_INITIAL_CLUSTER_STATE="existing"$/m);
+      const listed = (await ok('member', 'list')).trim().split('\n');
+      assert.equal(listed.length, 4);
+      assert.ok(
+        listed.includes(`${id}, unstarted, , ${peerUrl}, , true`),
+        `the unstarted learner in ${listed.join(' | ')}`,
+      );
+      const again = await etcdctl(['member', 'add', 'n5', `--peer-urls=${peerUrl}`]);
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /etcdserver: Peer URLs already exists/);
+      const promoted = await etcdctl(['member', 'promote', id]);
+      assert.equal(promoted.code, 1);
+      assert.match(
+        promoted.stderr,
+        /etcdserver: can only promote a learner member which is in sync with leader/,
+      );
+      const removed = await ok('member', 'remove', id);
+      assert.match(removed, new RegExp(`^Member ${id} removed from cluster [0-9a-f]+$`, 'm'));
+      assert.equal((await ok('member', 'list')).trim().split('\n').length, 3);
+      const twice = await etcdctl(['member', 'remove', id]);
+      assert.equal(twice.code, 1);
+      assert.match(twice.stderr, /etcdserver: member not found/);
     });
 
     test('endpoint status: one line per endpoint, one leader, the same term and applied index', async () => {
