@@ -266,6 +266,14 @@ class ChorusServer implements StartedServer, ServiceContext {
 
   // --- ServiceContext --------------------------------------------------------------------------
 
+  get memberName(): string {
+    return this.config.name;
+  }
+
+  wallMs(): number {
+    return this.nodeEnv.env.clock.wallMs();
+  }
+
   header(revision?: number): Header {
     return {
       clusterId: this.clusterIdText,
