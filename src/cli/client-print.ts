@@ -43,6 +43,14 @@ export interface EndpointHealth {
   error: string;
 }
 
+/** etcdctl's snapshot.Status (3.4): what `snapshot status` prints. */
+export interface SnapshotStatus {
+  hash: number;
+  revision: number;
+  totalKey: number;
+  totalSize: number;
+}
+
 export interface EndpointStatus {
   endpoint: string;
   status: StatusResponse;
@@ -223,6 +231,24 @@ export class Printer {
   moveLeader(from: string, to: string, r: MoveLeaderResponse): void {
     if (this.json) return this.printJson(goMessage('etcdserverpb.MoveLeaderResponse', r));
     this.ctx.out(`Leadership transferred from ${memberHex(from)} to ${memberHex(to)}`);
+  }
+
+  /** etcdctl's `snapshot status`: one row; json is Go's encoding of snapshot.Status. */
+  snapshotStatus(s: SnapshotStatus): void {
+    if (this.json)
+      return this.printJson({
+        hash: goInt(s.hash),
+        revision: goInt(s.revision),
+        totalKey: goInt(s.totalKey),
+        totalSize: goInt(s.totalSize),
+      });
+    const row = [
+      s.hash.toString(16),
+      String(s.revision),
+      String(s.totalKey),
+      humanBytes(s.totalSize),
+    ];
+    this.rows(['hash', 'revision', 'total keys', 'total size'], [row]);
   }
 
   private kv(kv: KeyValue): void {

@@ -1,24 +1,48 @@
 /**
  * `chorus snapshot save <file>`: streams Maintenance.Snapshot from one member into
- * `<file>.part`, fsyncs it and renames it to `<file>`, so a file of that name is always a
- * whole snapshot. A progress bar on stderr (when it is a terminal) shows the bytes received
- * against the total the server announces. Like etcdctl, it asks exactly one endpoint: a
- * snapshot is one member's state, and "any of these" would make the file's origin a guess.
+ * `<file>.part`, checks the SHA-256 trailer the stream ends with, fsyncs the file and renames
+ * it to `<file>`, so a file of that name is always a whole snapshot. A progress bar on stderr
+ * (when it is a terminal) shows the bytes received against the total the server announces.
+ * Like etcdctl, it asks exactly one endpoint: a snapshot is one member's state, and "any of
+ * these" would make the file's origin a guess.
+ *
+ * `chorus snapshot status <file>`: verifies a saved Chorus snapshot (trailer, layout, and the
+ * whole KV state decoded) and prints etcdctl's columns: hash, revision, total keys, size.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { status as Status } from '@grpc/grpc-js';
 import cliProgress from 'cli-progress';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { EtcdClient } from '../client/client.js';
 import { snapshotChunksMax } from '../client/constants.js';
 import { ClientInputError, EtcdClientError, fromGrpcError } from '../client/errors.js';
 import type { SnapshotResponse } from '../client/types.js';
-import { clientCommand, flagsOf, withClient } from './client-common.js';
-import { humanBytes } from './client-print.js';
+import { describeSnapshot, snapshotTrailerBytes } from '../server/snapshot-file.js';
+import { clientCommand, exitFailed, flagsOf, outputFormats, withClient } from './client-common.js';
+import type { OutputFormat } from './client-common.js';
+import { humanBytes, Printer } from './client-print.js';
 import type { CliContext } from './context.js';
 
 export function registerSnapshot(program: Command, ctx: CliContext): void {
-  const snapshot = program.command('snapshot').description('snapshot commands: save');
+  const snapshot = program.command('snapshot').description('snapshot commands: save, status');
+  snapshot
+    .command('status <file>')
+    .description('verify a saved Chorus snapshot and print its hash, revision, keys and size')
+    .addOption(
+      new Option('-w, --write-out <format>', 'output format')
+        .choices(outputFormats)
+        .default('simple'),
+    )
+    .action((file: string, options: { writeOut: OutputFormat }) => {
+      try {
+        const status = describeSnapshot(fs.readFileSync(file));
+        new Printer(ctx, options.writeOut).snapshotStatus(status);
+      } catch (error) {
+        ctx.err(`Error: ${error instanceof Error ? error.message : String(error)}`);
+        ctx.exitCode = exitFailed;
+      }
+    });
   clientCommand(snapshot, 'save <file>', "save one member's snapshot to a file").action(
     async (file: string, _o, command: Command) => {
       const flags = flagsOf(command);
@@ -52,13 +76,16 @@ async function saveSnapshot(client: EtcdClient, file: string): Promise<string> {
     : undefined;
   let renamed = false;
   try {
+    const trailer = new TrailerCheck();
     const version = await receive(client, endpoint, (chunk, received, total) => {
       fs.writeSync(fd, chunk);
+      trailer.push(chunk);
       const labels = { received: humanBytes(received), size: humanBytes(total) };
       if (bar === undefined) return;
       if (bar.getTotal() !== total) bar.start(total, received, labels);
       else bar.update(received, labels);
     });
+    trailer.check(endpoint);
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fs.renameSync(partPath, file);
@@ -128,4 +155,31 @@ function receive(
       resolve(version);
     });
   });
+}
+
+/**
+ * The stream ends with the SHA-256 of every byte before it (etcd's convention, which Chorus
+ * keeps): hashes all but the last 32 bytes seen so far, and compares them at the end.
+ */
+class TrailerCheck {
+  private readonly hash = createHash('sha256');
+  private held: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): void {
+    const all = Buffer.concat([this.held, chunk]);
+    const keep = Math.min(all.length, snapshotTrailerBytes);
+    this.hash.update(all.subarray(0, all.length - keep));
+    this.held = all.subarray(all.length - keep);
+  }
+
+  check(endpoint: string): void {
+    const computed = this.hash.digest();
+    if (this.held.length === snapshotTrailerBytes && computed.equals(this.held)) return;
+    throw new EtcdClientError(
+      Status.DATA_LOSS,
+      'the snapshot stream failed its SHA-256 check (its last 32 bytes are not the hash of the rest)',
+      endpoint,
+      { local: true },
+    );
+  }
 }

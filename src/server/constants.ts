@@ -70,3 +70,13 @@ export const shutdownGraceMs = 5_000;
 
 /** Status reports the size of the data directory; walking it is bounded. */
 export const dataDirFilesScannedMax = 10_000;
+
+/** Blob bytes per SnapshotResponse (etcd's snapshotSendBufferSize). */
+export const snapshotChunkBytes = 32 * 1024;
+/** Snapshot chunks written in one event-loop turn before yielding to other clients. */
+export const snapshotChunksPerTurn = 16;
+/**
+ * Snapshot streams one node serves at once; more are refused. Each holds an encoded copy of
+ * the whole KV state until its client has read it.
+ */
+export const snapshotStreamsMax = 2;

@@ -12,8 +12,9 @@ import type { Wire } from './convert.js';
 import { toStatus, unimplemented, type GrpcStatus } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
 import { unaryHandlers, writeMethods, type Reply, type ServiceContext } from './service.js';
+import { SnapshotStream } from './snapshot.js';
 import { KeepAliveStream, WatchStream, type RequestStream, type StreamSink } from './streams.js';
-import { streamsMax } from './constants.js';
+import { snapshotStreamsMax, streamsMax } from './constants.js';
 import { StatusError } from './errors.js';
 
 export type Protocol = 'grpc' | 'http';
@@ -21,9 +22,27 @@ export type Protocol = 'grpc' | 'http';
 /** The bidirectional streams by "Service.Method". */
 export const streamMethods = ['Watch.Watch', 'Lease.LeaseKeepAlive'] as const;
 export type StreamMethod = (typeof streamMethods)[number];
+/** The server streams: one request, then a stream of responses. */
+export const serverStreamMethods = ['Maintenance.Snapshot'] as const;
+export type ServerStreamMethod = (typeof serverStreamMethods)[number];
+
+type StreamKind = 'watch' | 'keepalive' | 'snapshot';
+
+const kindOf = (method: StreamMethod | ServerStreamMethod): StreamKind => {
+  switch (method) {
+    case 'Watch.Watch':
+      return 'watch';
+    case 'Lease.LeaseKeepAlive':
+      return 'keepalive';
+    case 'Maintenance.Snapshot':
+      return 'snapshot';
+  }
+};
 
 export class Dispatcher {
   private readonly open = new Set<StreamSink>();
+  /** Open snapshot streams (each holds a copy of the whole state). */
+  private snapshots = 0;
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -52,20 +71,30 @@ export class Dispatcher {
     }
   }
 
-  /** Opens a stream; the caller feeds it requests and closes it when the client goes. */
+  /**
+   * Opens a stream; the caller feeds it requests (a server stream: its one request) and
+   * closes it when the client goes.
+   */
   stream(
-    method: StreamMethod,
+    method: StreamMethod | ServerStreamMethod,
     protocol: Protocol,
     sink: StreamSink,
     idle?: () => void,
   ): RequestStream {
-    if (this.open.size >= streamsMax) {
-      sink.end(new StatusError(Status.RESOURCE_EXHAUSTED, 'etcdserver: too many streams'));
+    const kind = kindOf(method);
+    const refusal =
+      this.open.size >= streamsMax
+        ? 'etcdserver: too many streams'
+        : kind === 'snapshot' && this.snapshots >= snapshotStreamsMax
+          ? `etcdserver: too many snapshots in progress (at most ${snapshotStreamsMax})`
+          : undefined;
+    if (refusal !== undefined) {
+      sink.end(new StatusError(Status.RESOURCE_EXHAUSTED, refusal));
       return { request() {}, close() {} };
     }
-    const kind = method === 'Watch.Watch' ? 'watch' : 'keepalive';
     this.metrics.requests.inc({ method, protocol, code: 'stream' });
     this.metrics.streams.inc({ kind });
+    if (kind === 'snapshot') this.snapshots++;
     let closed = false;
     // Set once the stream exists; `close` may run before (a constructor ending the sink).
     const holder: { stream?: RequestStream } = {};
@@ -74,6 +103,7 @@ export class Dispatcher {
       closed = true;
       this.open.delete(tracked);
       this.metrics.streams.dec({ kind });
+      if (kind === 'snapshot') this.snapshots--;
       holder.stream?.close();
     };
     const tracked: StreamSink = {
@@ -92,10 +122,7 @@ export class Dispatcher {
       },
     };
     this.open.add(tracked);
-    const opened: RequestStream =
-      method === 'Watch.Watch'
-        ? new WatchStream(this.ctx, tracked)
-        : new KeepAliveStream(this.ctx, tracked, idle);
+    const opened = this.newStream(kind, tracked, idle);
     holder.stream = opened;
     return {
       request: (message) => {
@@ -108,6 +135,21 @@ export class Dispatcher {
       },
       close,
     };
+  }
+
+  private newStream(
+    kind: StreamKind,
+    sink: StreamSink,
+    idle: (() => void) | undefined,
+  ): RequestStream {
+    switch (kind) {
+      case 'watch':
+        return new WatchStream(this.ctx, sink);
+      case 'keepalive':
+        return new KeepAliveStream(this.ctx, sink, idle);
+      case 'snapshot':
+        return new SnapshotStream(this.ctx, sink);
+    }
   }
 
   /** Ends every open stream with `error` (the server is stopping). */

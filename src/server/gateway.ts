@@ -8,7 +8,8 @@
  * `{"error": msg, "code": grpcCode, "message": msg}` and its HTTP status for the code.
  * Streams (`/v3/watch`, `/v3/lease/keepalive`) read a sequence of JSON objects from the
  * request body and answer newline-delimited `{"result": …}` objects, ending with
- * `{"error": {…}}` when the stream fails.
+ * `{"error": {…}}` when the stream fails. The server stream (`/v3/maintenance/snapshot`)
+ * reads one request body, as a unary call does, and answers the same way.
  *
  * Bad input of any kind (malformed JSON, wrong types, a body beyond the limit, an unknown
  * path) is answered with a 4xx and never reaches the store or crashes the process.
@@ -19,7 +20,7 @@ import { status as Status } from '@grpc/grpc-js';
 import { describeError } from '../core/errors.js';
 import type { Logger } from '../env/env.js';
 import type { Wire } from './convert.js';
-import type { Dispatcher, StreamMethod } from './dispatch.js';
+import type { Dispatcher, ServerStreamMethod, StreamMethod } from './dispatch.js';
 import { httpStatusOf, invalidArgument, StatusError, toStatus } from './errors.js';
 import type { EtcdJson } from './json.js';
 import { JsonObjectSplitter } from './json-stream.js';
@@ -122,20 +123,13 @@ export class Gateway {
         return sendJson(res, 405, { error: 'Method Not Allowed', code: 12, message: 'use POST' });
       }
       if (method.definition.requestStream) return this.stream(method, req, res);
-      if (method.definition.responseStream) {
-        req.resume();
-        return sendError(res, toStatusError(this.unimplementedStream(method)));
-      }
+      if (method.definition.responseStream) return this.serverStream(method, req, res);
       this.unary(method, req, res);
     } catch (error) {
       this.log.error('gateway request failed', { path, error: describeError(error) });
       if (!res.headersSent) sendError(res, new StatusError(Status.INTERNAL, 'internal error'));
       else res.destroy();
     }
-  }
-
-  private unimplementedStream(method: Method): StatusError {
-    return new StatusError(Status.UNIMPLEMENTED, `chorus: ${method.name} is not implemented yet`);
   }
 
   private health(res: http.ServerResponse): void {
@@ -182,17 +176,48 @@ export class Gateway {
     });
   }
 
-  private stream(method: Method, req: http.IncomingMessage, res: http.ServerResponse): void {
+  /**
+   * A server stream (`/v3/maintenance/snapshot`): the body is the one request, as in a unary
+   * call; the answer is newline-delimited `{"result": …}` objects, as for the other streams.
+   */
+  private serverStream(method: Method, req: http.IncomingMessage, res: http.ServerResponse): void {
+    readBody(req, this.options.bodyBytesMax, (error, text) => {
+      if (error !== undefined) return sendError(res, error);
+      // A client already gone would never drain: start nothing for it.
+      if (res.destroyed) return;
+      let request: Wire;
+      try {
+        request = this.decodeRequest(method, text!.trim() === '' ? '{}' : text!);
+      } catch (decodeError) {
+        return sendError(res, toStatusError(decodeError));
+      }
+      const out = this.responseLines(method, req, res);
+      const stream = this.dispatcher.stream(method.name as ServerStreamMethod, 'http', out.sink);
+      res.on('close', () => {
+        out.gone();
+        stream.close();
+      });
+      stream.request(request);
+    });
+  }
+
+  /**
+   * The response side of a gateway stream: newline-delimited `{"result": …}` objects, and
+   * `{"error": …}` last when the stream fails. `ended()` says whether it is over.
+   */
+  private responseLines(
+    method: Method,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    onWrite: () => void = () => {},
+  ): { sink: StreamSink; ended: () => boolean; gone: () => void } {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.flushHeaders();
     let ended = false;
-    let bodyDone = false;
-    let messages = 0;
-    let answered = 0;
     const sink: StreamSink = {
       write: (message) => {
         if (ended) return true;
-        answered++;
+        onWrite();
         const line = JSON.stringify({ result: this.encodeResponse(method, message) }) + '\n';
         return res.write(line);
       },
@@ -218,6 +243,15 @@ export class Gateway {
         req.resume();
       },
     };
+    return { sink, ended: () => ended, gone: () => (ended = true) };
+  }
+
+  private stream(method: Method, req: http.IncomingMessage, res: http.ServerResponse): void {
+    let bodyDone = false;
+    let messages = 0;
+    let answered = 0;
+    const out = this.responseLines(method, req, res, () => answered++);
+    const sink = out.sink;
     const keepAlive = method.name === 'Lease.LeaseKeepAlive';
     const stream = this.dispatcher.stream(method.name as StreamMethod, 'http', sink, () => {
       // A keep-alive request body is finite: once it is read and answered, the stream ends.
@@ -226,7 +260,7 @@ export class Gateway {
     const splitter = new JsonObjectSplitter(this.options.bodyBytesMax);
     req.setEncoding('utf8');
     req.on('data', (chunk: string) => {
-      if (ended) return;
+      if (out.ended()) return;
       try {
         for (const text of splitter.push(chunk)) {
           if (++messages > gatewayStreamMessagesMax)
@@ -245,7 +279,7 @@ export class Gateway {
       if (keepAlive && answered >= messages) sink.end();
     });
     res.on('close', () => {
-      ended = true;
+      out.gone();
       stream.close();
     });
   }

@@ -1,7 +1,7 @@
 /**
  * The etcd v3 gRPC services on @grpc/grpc-js. Every method of the six services declared in
  * proto/ gets a handler: the implemented ones go through the Dispatcher, the rest (Auth,
- * Snapshot, membership changes) answer UNIMPLEMENTED with a message saying so.
+ * membership changes) answer UNIMPLEMENTED with a message saying so.
  *
  * grpc-js does not listen itself: the client listener (listener.ts) hands it the sockets
  * that speak HTTP/2, through a connection injector, so gRPC and the JSON gateway share the
@@ -11,7 +11,13 @@ import * as grpc from '@grpc/grpc-js';
 import type { PackageDefinition, ServiceDefinition } from '@grpc/proto-loader';
 import type { Socket } from 'node:net';
 import type { Wire } from './convert.js';
-import { streamMethods, type Dispatcher, type StreamMethod } from './dispatch.js';
+import {
+  serverStreamMethods,
+  streamMethods,
+  type Dispatcher,
+  type ServerStreamMethod,
+  type StreamMethod,
+} from './dispatch.js';
 import { toStatus, unimplemented } from './errors.js';
 import { etcdServiceNames } from './proto.js';
 import type { StreamSink } from './streams.js';
@@ -84,8 +90,11 @@ export class GrpcFront {
             const status = toStatus(error);
             callback({ code: status.code, details: status.details });
           });
+      } else if (!method.requestStream && method.responseStream && isServerStreamMethod(full)) {
+        implementation[name] = (call: grpc.ServerWritableStream<Wire, Wire>) =>
+          this.serverStream(full, call);
       } else {
-        // Maintenance.Snapshot (server stream): not yet.
+        // No such method in etcd's API today; declared ones are all handled above.
         implementation[name] = (call: grpc.ServerWritableStream<Wire, Wire>) => {
           const status = toStatus(unimplemented(full));
           call.emit('error', { code: status.code, details: status.details });
@@ -96,18 +105,7 @@ export class GrpcFront {
   }
 
   private duplex(method: StreamMethod, call: grpc.ServerDuplexStream<Wire, Wire>): void {
-    let ended = false;
-    const sink: StreamSink = {
-      write: (message) => (ended ? true : call.write(message)),
-      onDrain: (fn) => call.on('drain', fn),
-      end: (error) => {
-        if (ended) return;
-        ended = true;
-        if (error === undefined) return void call.end();
-        const status = toStatus(error);
-        call.emit('error', { code: status.code, details: status.details });
-      },
-    };
+    const { sink, gone } = callSink(call);
     const stream = this.dispatcher.stream(method, 'grpc', sink);
     call.on('data', (message: Wire) => stream.request(message));
     // The client half-closed: etcd ends the stream then too.
@@ -115,16 +113,59 @@ export class GrpcFront {
       stream.close();
       sink.end();
     });
-    const gone = (): void => {
-      ended = true;
-      stream.close();
-    };
-    call.on('cancelled', gone);
-    call.on('close', gone);
-    call.on('error', gone);
+    gone(() => stream.close());
   }
+
+  /** One request, then responses until the stream ends, the client cancels or we stop. */
+  private serverStream(
+    method: ServerStreamMethod,
+    call: grpc.ServerWritableStream<Wire, Wire>,
+  ): void {
+    const { sink, gone } = callSink(call);
+    const stream = this.dispatcher.stream(method, 'grpc', sink);
+    gone(() => stream.close());
+    stream.request(call.request);
+  }
+}
+
+/**
+ * A StreamSink over a grpc-js call that writes responses; `gone` registers what to release
+ * when the client cancels or the call closes (after which writes are dropped).
+ */
+function callSink(
+  call: grpc.ServerWritableStream<Wire, Wire> | grpc.ServerDuplexStream<Wire, Wire>,
+): {
+  sink: StreamSink;
+  gone: (release: () => void) => void;
+} {
+  let ended = false;
+  const sink: StreamSink = {
+    write: (message) => (ended ? true : call.write(message)),
+    onDrain: (fn) => call.on('drain', fn),
+    end: (error) => {
+      if (ended) return;
+      ended = true;
+      if (error === undefined) return void call.end();
+      const status = toStatus(error);
+      call.emit('error', { code: status.code, details: status.details });
+    },
+  };
+  const gone = (release: () => void): void => {
+    const onGone = (): void => {
+      ended = true;
+      release();
+    };
+    call.on('cancelled', onGone);
+    call.on('close', onGone);
+    call.on('error', onGone);
+  };
+  return { sink, gone };
 }
 
 function isStreamMethod(name: string): name is StreamMethod {
   return (streamMethods as readonly string[]).includes(name);
+}
+
+function isServerStreamMethod(name: string): name is ServerStreamMethod {
+  return (serverStreamMethods as readonly string[]).includes(name);
 }

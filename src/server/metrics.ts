@@ -106,7 +106,7 @@ export class ServerMetrics {
   });
   readonly streams = new Gauge({
     name: 'chorus_streams',
-    help: 'Open watch and keep-alive streams, by kind',
+    help: 'Open watch, keep-alive and snapshot streams, by kind',
     labelNames: ['kind'],
     registers: [this.registry],
   });

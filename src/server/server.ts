@@ -365,6 +365,14 @@ class ChorusServer implements StartedServer, ServiceContext {
     return this.table.clusterId !== '' ? this.table.clusterId : this.flagClusterId;
   }
 
+  get memberName(): string {
+    return this.config.name;
+  }
+
+  wallMs(): number {
+    return this.nodeEnv.env.clock.wallMs();
+  }
+
   header(revision?: number): Header {
     return {
       clusterId: this.clusterIdText,

@@ -36,6 +36,10 @@ export type Done<T> = (error: ChorusError | StatusError | undefined, result: T |
 /** What the services need from the node process (server.ts implements it). */
 export interface ServiceContext {
   readonly kv: KvNode;
+  /** This member's name (--name). */
+  readonly memberName: string;
+  /** The wall clock, in ms since the epoch (informational stamps only, never ordering). */
+  wallMs(): number;
   /** A response header at `revision` (the store's current one when absent). */
   header(revision?: number): Header;
   /** Wraps a KV completion: a deadline, and failure when the server stops. */
