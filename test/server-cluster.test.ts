@@ -517,7 +517,13 @@ describe('a 3-process Chorus cluster', { timeout: 50_000 }, () => {
   });
 
   test('/metrics is Prometheus text with the Raft and request metrics', async () => {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    // Peers are probed a second after start, then every 5 s.
+    const text = await eventually('a peer round trip measured', 10_000, async () => {
+      const t = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return /chorus_network_peer_round_trip_time_seconds_bucket\{[^}]*to="n/.test(t)
+        ? t
+        : undefined;
+    });
     for (const name of [
       'chorus_raft_term',
       'chorus_leader_changes_seen_total',

@@ -53,6 +53,11 @@ export const clientConnectionsMax = 10_000;
 /** How often the node samples Raft for metrics, the operating mode and leader changes. */
 export const observeEveryMs = 100;
 
+/** How often each member probes every peer's round-trip time (etcd: every 5 s per peer). */
+export const peerProbeEveryMs = 5_000;
+/** A probe unanswered by then counts as failed. */
+export const peerProbeDeadlineMs = 1_000;
+
 /** A membership change forwarded to the leader. */
 export const memberChangeDeadlineMs = 10_000;
 /** How often a member retries publishing its name and client URLs until they are replicated. */

@@ -98,6 +98,22 @@ export class ServerMetrics {
     buckets: latencyBuckets,
     registers: [this.registry],
   });
+  readonly peerRoundTripSeconds = new Histogram({
+    name: 'chorus_network_peer_round_trip_time_seconds',
+    help: 'Round-trip time of a probe to each peer over the peer network (etcd_network_peer_round_trip_time_seconds); a probe that gets no answer within 1 s counts in chorus_network_peer_probe_failures_total',
+    labelNames: ['to'],
+    buckets: [
+      0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024,
+      0.2048, 0.4096, 0.8192,
+    ],
+    registers: [this.registry],
+  });
+  readonly peerProbeFailures = new Counter({
+    name: 'chorus_network_peer_probe_failures_total',
+    help: 'Round-trip probes to a peer that failed or went unanswered',
+    labelNames: ['to'],
+    registers: [this.registry],
+  });
   readonly streamsFull = new Counter({
     name: 'chorus_stream_buffer_full_total',
     help: 'Responses after which a stream reported its send buffer full (the client reads slowly): watchers pause, then replay from history',

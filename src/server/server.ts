@@ -30,6 +30,8 @@ import {
   memberChangeDeadlineMs,
   moveLeaderTimeoutMs,
   observeEveryMs,
+  peerProbeDeadlineMs,
+  peerProbeEveryMs,
   publishRetryMs,
   requestTimeoutMsBase,
 } from './constants.js';
@@ -62,6 +64,8 @@ import type { Done, ServiceContext } from './service.js';
 
 /** A membership change forwarded to the leader. */
 const memberChangeMethod = 'server-member-change';
+/** Answered at once: the peer round-trip probe. */
+const pingMethod = 'server-ping';
 /** The leader tells a member it removed, which may never apply its own removal. */
 const removedMethod = 'server-removed';
 /** How long the leader keeps a removed member's connection for that notice to leave. */
@@ -253,6 +257,8 @@ class ChorusServer implements StartedServer, ServiceContext {
     this.kv.driver.rpc.handle(memberChangeMethod, (_from, body, respond) =>
       this.changeOnLeader(body as MemberRequest, (error, result) => respond(error, result)),
     );
+    this.kv.driver.rpc.handle(pingMethod, (_from, _body, respond) => respond(undefined, null));
+    this.nodeEnv.env.timers.set(1_000, () => this.probePeers());
     this.kv.driver.rpc.on(removedMethod, (from) => {
       this.log.warn('the leader says this member was removed from the cluster', { from });
       this.onRemoved();
@@ -576,6 +582,29 @@ class ChorusServer implements StartedServer, ServiceContext {
   }
 
   // --- observation -----------------------------------------------------------------------------
+
+  /** Measures the round trip to every other member, one probe each per period. */
+  private probePeers(): void {
+    if (this.stopping) return;
+    const rpc = this.kv.driver.rpc;
+    for (const m of this.table.list()) {
+      if (m.node === this.self) continue;
+      const to = m.name === '' ? m.node : m.name;
+      const started = performance.now();
+      rpc.call(
+        m.node,
+        pingMethod,
+        null,
+        (error) => {
+          if (error !== undefined) this.metrics.peerProbeFailures.inc({ to });
+          else
+            this.metrics.peerRoundTripSeconds.observe({ to }, (performance.now() - started) / 1000);
+        },
+        { deadlineMs: peerProbeDeadlineMs },
+      );
+    }
+    this.nodeEnv.env.timers.set(peerProbeEveryMs, () => this.probePeers());
+  }
 
   private health(): { ok: boolean; body: Wire } {
     const raft = this.kv.driver.node.raft;
