@@ -40,7 +40,8 @@ export interface SimWorkload<App> {
   readonly faults: readonly FaultKind[];
   /** Bound on the liveness phase: after healing, converge within this or fail. */
   readonly livenessMsMax: number;
-  create(env: Env, node: SimNode<App>): App;
+  /** Boots one node's app; `plan` is the run's nemesis plan (drawn before any node boots). */
+  create(env: Env, node: SimNode<App>, plan: NemesisPlan): App;
   /** Called once after boot: schedule client operations (stop issuing once phase is not safety). */
   start(ctx: RunContext<App>): void;
   /** True once every node agrees (checked periodically in the liveness phase). */
@@ -79,7 +80,7 @@ export function runSimulation<App>(workload: SimWorkload<App>, options: RunOptio
   const allowed = options.nemesis.filter((k) => workload.faults.includes(k));
   const plan = drawPlan(root.fork('plan'), allowed);
   const cluster = new Cluster<App>(world, root.fork('cluster'), options.nodes, {
-    create: (env, node) => workload.create(env, node),
+    create: (env, node) => workload.create(env, node, plan),
   });
   const safetyEndMs = options.safetyMs ?? safetyPhaseMsDefault;
   const ctx = {

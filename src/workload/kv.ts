@@ -9,7 +9,7 @@ import type { Value } from '../check/history.js';
 import { kvModel } from '../check/models/kv.js';
 import type { Env } from '../env/env.js';
 import type { RangeResult, TxnRequest, TxnResult } from '../kv/types.js';
-import { faultKinds } from '../sim/nemesis.js';
+import { faultKinds, type NemesisPlan } from '../sim/nemesis.js';
 import type { SimNode } from '../sim/node.js';
 import type { SimWorkload, Verdict } from '../sim/run.js';
 import {
@@ -87,7 +87,7 @@ export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvS
     name: 'kv',
     faults: faultKinds,
     livenessMsMax: o.livenessMsMax,
-    create: (env: Env, node: SimNode<KvSimApp>) => run.create(env, node),
+    create: (env: Env, node: SimNode<KvSimApp>, plan: NemesisPlan) => run.create(env, node, plan),
     start(ctx) {
       run.start(ctx);
       for (let p = 0; p < o.clients; p++) {
@@ -105,7 +105,7 @@ export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvS
         problems,
         summary: [
           `operations: ${judged.summary}`,
-          `revisions: ${run.history.size}; compactions: ${run.compactions}; leaders: ${run.invariants.leaderTerms} terms; membership changes: ${run.invariants.membershipChanges}`,
+          `revisions: ${run.history.size}; compactions: ${run.compactions}; leaders: ${run.invariants.leaderTerms} terms; membership changes: ${run.invariants.membershipChanges} (${run.invariants.nodesAdded} adding a node)`,
         ],
       };
     },

@@ -16,7 +16,7 @@
 import type { Env } from '../env/env.js';
 import { KvError } from '../kv/errors.js';
 import type { RangeResult } from '../kv/types.js';
-import { faultKinds } from '../sim/nemesis.js';
+import { faultKinds, type NemesisPlan } from '../sim/nemesis.js';
 import type { SimNode } from '../sim/node.js';
 import type { SimWorkload, Verdict } from '../sim/run.js';
 import {
@@ -196,8 +196,8 @@ export function leaseWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<
     faults: faultKinds,
     livenessMsMax: o.livenessMsMax,
     // The check uses the world's clock (real time), not the node's drifting one.
-    create: (env: Env, node: SimNode<KvSimApp>) =>
-      run.create(env, node, { revoked: (id) => observeRevoked(node, id, worldNow()) }),
+    create: (env: Env, node: SimNode<KvSimApp>, plan: NemesisPlan) =>
+      run.create(env, node, plan, { revoked: (id) => observeRevoked(node, id, worldNow()) }),
     start(ctx) {
       worldNow = () => ctx.world.now;
       run.start(ctx);
@@ -217,7 +217,7 @@ export function leaseWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<
         problems,
         summary: [
           `leases: ${leases.size} granted, ${expired} expired, ${revokedByClient} revoked by clients; keep-alives acknowledged: ${keepAlives}; reads checked: ${readsChecked}`,
-          `leaders: ${run.invariants.leaderTerms} terms; membership changes: ${run.invariants.membershipChanges}`,
+          `leaders: ${run.invariants.leaderTerms} terms; membership changes: ${run.invariants.membershipChanges} (${run.invariants.nodesAdded} adding a node)`,
         ],
       };
     },

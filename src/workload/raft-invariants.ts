@@ -111,6 +111,8 @@ export function mixChain(chain: number, index: number, term: number, crc: number
 export class RaftInvariants<App extends RaftApp> {
   violation: string | undefined;
   membershipChanges = 0;
+  /** Conf changes proposed that add a node from outside the configuration. */
+  nodesAdded = 0;
   private readonly appliedChain = new Map<number, number>();
   /** index → [entry term, an upper bound of the term in which it was committed]. */
   private readonly committed = new Map<number, [number, number]>();
@@ -161,19 +163,31 @@ export class RaftInvariants<App extends RaftApp> {
     ctx.world.afterEvent = undefined;
   }
 
-  /** Every node up, a leader of the current term with everything committed and applied. */
+  /**
+   * Every member up, a leader of the current term with everything committed and applied. A
+   * node outside the leader's configuration (one never added, or removed) is not waited for.
+   */
   converged(ctx: RunContext<App>): boolean {
+    const leader = this.leader(ctx);
+    if (leader === undefined) return false;
+    const members = this.members(ctx);
     const drivers: RaftDriver[] = [];
     for (const node of ctx.cluster.nodes) {
+      if (!members.has(node.id)) continue;
       if (node.status !== 'up' || node.app?.driver === undefined) return false;
       drivers.push(node.app.driver);
     }
-    const leader = drivers.find((d) => d.node.raft.role === 'leader');
-    if (leader === undefined) return false;
     const log = leader.node.raft.log;
     if (log.term(log.committed) !== leader.node.raft.term || log.committed < log.lastIndex())
       return false;
     return drivers.every((d) => d.appliedIndex >= log.committed);
+  }
+
+  /** The nodes in the configuration of the leader (all nodes when none leads). */
+  members(ctx: RunContext<App>): Set<string> {
+    const raft = this.leader(ctx)?.node.raft;
+    if (raft === undefined) return new Set(ctx.cluster.nodes.map((n) => n.id));
+    return new Set([...raft.incoming, ...raft.outgoing, ...raft.learners, ...raft.learnersNext]);
   }
 
   /** The leader's driver, if some node that is up leads. */
@@ -185,8 +199,10 @@ export class RaftInvariants<App extends RaftApp> {
 
   /**
    * The membership nemesis, carried out through whichever node leads: leadership transfers,
-   * demoting a voter to learner, promoting a learner, and joint changes doing both at once.
-   * At least three voters remain. Refusals (a change in flight, no leader) are ignored.
+   * adding a node outside the configuration as a learner (it joins by replaying the log or
+   * from a snapshot), removing a learner, demoting a voter to learner, promoting a learner,
+   * and joint changes doing both at once. At least three voters remain. Refusals (a change
+   * in flight, no leader) are ignored.
    */
   private membershipLoop(
     ctx: RunContext<App>,
@@ -199,6 +215,8 @@ export class RaftInvariants<App extends RaftApp> {
         const raft = driver.node.raft;
         const voters = [...raft.incoming].sort();
         const learners = [...raft.learners].sort();
+        const members = this.members(ctx);
+        const outside = ctx.cluster.nodes.map((n) => n.id).filter((id) => !members.has(id));
         const r = ctx.random;
         try {
           if (raft.outgoing.size > 0) {
@@ -208,6 +226,15 @@ export class RaftInvariants<App extends RaftApp> {
           } else if (r.chance(plan.transferRate)) {
             const others = voters.filter((v) => v !== raft.id);
             if (others.length > 0) driver.transferLeader(r.pick(others));
+          } else if (outside.length > 0 && r.chance(0.5)) {
+            driver.proposeConfChange({ changes: [{ type: 'add-learner', node: r.pick(outside) }] });
+            this.membershipChanges++;
+            this.nodesAdded++;
+          } else if (learners.length > 0 && r.chance(0.1)) {
+            driver.proposeConfChange({
+              changes: [{ type: 'remove-node', node: r.pick(learners) }],
+            });
+            this.membershipChanges++;
           } else {
             const changes: ConfChange['changes'] = [];
             const demotable = voters.filter((v) => v !== raft.id);

@@ -18,7 +18,7 @@ import type { Env } from '../env/env.js';
 import { inRange, prefixEnd } from '../kv/keys.js';
 import type { KvEvent, TxnRequest, WatchCreateRequest } from '../kv/types.js';
 import type { WatchResponse } from '../kv/watch.js';
-import { faultKinds } from '../sim/nemesis.js';
+import { faultKinds, type NemesisPlan } from '../sim/nemesis.js';
 import type { SimNode } from '../sim/node.js';
 import type { SimWorkload, Verdict } from '../sim/run.js';
 import {
@@ -241,11 +241,14 @@ export function watchWorkload(options: Partial<WatchSimOptions> = {}): SimWorklo
     });
   };
 
-  const caughtUp = (): boolean => {
+  /** Every watcher has what matched; a stream on a node outside the configuration cannot. */
+  const caughtUp = (ctx: KvCtx): boolean => {
     const latest = Math.max(0, ...run.history.keys());
+    const members = run.invariants.members(ctx);
     return watchers.every((w) => {
       const s = w.stream;
       if (s === undefined || s.closed) return false;
+      if (!members.has(ctx.cluster.nodes[s.node]!.id)) return true;
       for (let rev = s.last + 1; rev <= latest; rev++)
         if (matching(s.request, rev).length > 0) return false;
       return true;
@@ -256,7 +259,7 @@ export function watchWorkload(options: Partial<WatchSimOptions> = {}): SimWorklo
     name: 'watch',
     faults: faultKinds,
     livenessMsMax: o.livenessMsMax,
-    create: (env: Env, node: SimNode<KvSimApp>) => run.create(env, node),
+    create: (env: Env, node: SimNode<KvSimApp>, plan: NemesisPlan) => run.create(env, node, plan),
     start(ctx) {
       run.start(ctx);
       for (let c = 0; c < o.clients; c++)
@@ -268,10 +271,10 @@ export function watchWorkload(options: Partial<WatchSimOptions> = {}): SimWorklo
         tend(ctx, w);
       }
     },
-    converged: (ctx) => run.pending === 0 && run.invariants.converged(ctx) && caughtUp(),
+    converged: (ctx) => run.pending === 0 && run.invariants.converged(ctx) && caughtUp(ctx),
     check(ctx, converged): Verdict {
       const problems = run.finish(ctx, converged);
-      if (converged && !caughtUp()) problems.push('a watcher did not catch up after healing');
+      if (converged && !caughtUp(ctx)) problems.push('a watcher did not catch up after healing');
       const delivered = watchers.reduce((n, w) => n + w.events, 0);
       const streams = watchers.reduce((n, w) => n + w.streams, 0);
       return {
