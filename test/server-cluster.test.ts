@@ -13,6 +13,7 @@ import {
   eventually,
   health,
   serverArgs,
+  sleep,
   spawnChorus,
   startCluster,
   stopCluster,
@@ -177,6 +178,34 @@ describe('a 3-process Chorus cluster', { timeout: 50_000 }, () => {
         return Promise.resolve();
       });
     assert.deepEqual(order, ['held']);
+  });
+
+  test('etcd3: the election helper elects one campaigner, then the next once it resigns', async () => {
+    // A second client, as a second process would have: its own lease and connection.
+    const other = new Etcd3({ hosts: cluster.endpoints.map((e) => `http://${e}`) });
+    try {
+      const observer = await client.election('the-election', 5).observe();
+      const seen: string[] = [];
+      observer.on('change', (leader) => seen.push(leader ?? ''));
+      const first = client.election('the-election', 5).campaign('first');
+      await first.wait();
+      const second = other.election('the-election', 5).campaign('second');
+      let secondElected = false;
+      const secondWon = second.wait().then(() => (secondElected = true));
+      await sleep(300);
+      assert.equal(secondElected, false, 'two leaders at once');
+      assert.equal(await client.election('the-election', 5).leader(), 'first');
+      await first.resign();
+      await secondWon;
+      assert.equal(await other.election('the-election', 5).leader(), 'second');
+      await eventually('the observer sees both leaders', 5_000, () =>
+        Promise.resolve(seen.includes('second') ? true : undefined),
+      );
+      await second.resign();
+      await observer.cancel();
+    } finally {
+      other.close();
+    }
   });
 
   test('maintenance status and member list agree across members', async () => {
