@@ -208,6 +208,11 @@ export class WatchHub {
     }
   }
 
+  /** Whether watcher `id` has delivered everything up to the current revision. */
+  isSynced(id: number): boolean {
+    return this.watchers.get(id)?.synced === true;
+  }
+
   /**
    * Progress notifications: an empty response carrying the current revision, to synced
    * watchers (all of them when `all`, as a client's progress request asks; otherwise only

@@ -35,6 +35,8 @@ export const forwardDeadlineMs = 3_000;
 
 /** Watch streams and keep-alive streams one node holds at once; more are refused. */
 export const streamsMax = 10_000;
+/** A progress request on a watch stream re-checks this often until its watchers are synced. */
+export const progressRetryMs = 50;
 /** Watchers on one watch stream. */
 export const watchersPerStreamMax = 1_000;
 /** Keep-alives of one stream waiting for the leader at once; more end the stream. */

@@ -14,7 +14,11 @@ import type { WatchResponse } from '../kv/watch.js';
 import { event, int64, watchCreateRequest, type Wire } from './convert.js';
 import { StatusError, toStatus } from './errors.js';
 import type { ServiceContext } from './service.js';
-import { keepAlivesPendingPerStreamMax, watchersPerStreamMax } from './constants.js';
+import {
+  keepAlivesPendingPerStreamMax,
+  progressRetryMs,
+  watchersPerStreamMax,
+} from './constants.js';
 
 export interface StreamSink {
   /** Sends one response; false when the buffer is full (the response was still taken). */
@@ -35,6 +39,8 @@ export interface RequestStream {
 export class WatchStream implements RequestStream {
   private readonly ids = new Set<number>();
   private closed = false;
+  /** A progress request waits until every watcher of the stream is synced. */
+  private progressTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -57,15 +63,36 @@ export class WatchStream implements RequestStream {
       return;
     }
     if (message['progressRequest'] !== undefined && message['progressRequest'] !== null)
-      this.ctx.kv.watches.progress(true, this.ids);
+      this.progress();
     // A request naming none of the three is ignored, as etcd does.
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.progressTimer);
     for (const id of this.ids) this.ctx.kv.watches.forget(id);
     this.ids.clear();
+  }
+
+  /**
+   * A client's progress request, as etcd 3.5 answers it: one response with watch id -1 at
+   * the current revision, which the client hands to every watcher of the stream. It says
+   * "every watcher here has seen everything up to this revision", so it waits until all of
+   * them are synced (none replaying history or paused by a slow reader). Requests that
+   * arrive meanwhile share the one answer.
+   */
+  private progress(): void {
+    if (this.progressTimer !== undefined || this.closed) return;
+    const hub = this.ctx.kv.watches;
+    if ([...this.ids].every((id) => hub.isSynced(id))) {
+      this.send({ watchId: -1, revision: this.ctx.kv.machine.revision(), events: [] });
+      return;
+    }
+    this.progressTimer = setTimeout(() => {
+      this.progressTimer = undefined;
+      this.progress();
+    }, progressRetryMs);
   }
 
   private create(w: Wire): void {
