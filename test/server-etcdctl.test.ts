@@ -51,19 +51,29 @@ describe(
     });
 
     /**
-     * Runs `etcdctl --endpoints=<all three> …args`, with `input` on stdin. `until` ends a
-     * long-running command (watch) once its output satisfies it; a command that outlives
-     * `timeoutMs` is killed and fails the test with what it printed.
+     * Runs `etcdctl --endpoints=<all three, or options.endpoints> …args`, with `input` on
+     * stdin. `until` ends a long-running command (watch) once its output satisfies it; a
+     * command that outlives `timeoutMs` is killed and fails the test with what it printed.
      */
     function etcdctl(
       args: string[],
-      options: { input?: string; timeoutMs?: number; until?: (stdout: string) => boolean } = {},
+      options: {
+        input?: string;
+        timeoutMs?: number;
+        until?: (stdout: string) => boolean;
+        endpoints?: string;
+      } = {},
     ): Promise<Ran> {
       const timeoutMs = options.timeoutMs ?? commandTimeoutMs;
       return new Promise((resolve, reject) => {
         const child = spawn(
           'etcdctl',
-          [`--endpoints=${endpoints}`, '--dial-timeout=3s', '--command-timeout=10s', ...args],
+          [
+            `--endpoints=${options.endpoints ?? endpoints}`,
+            '--dial-timeout=3s',
+            '--command-timeout=10s',
+            ...args,
+          ],
           { env: etcdctlEnv, stdio: 'pipe' },
         );
         let stdout = '';
@@ -354,21 +364,36 @@ describe(
       assert.match(statuses[0]!.Status.version, /^3\.\d+\.\d+$/);
     });
 
-    test(
-      'endpoint status --cluster: etcdctl dials every member by its advertised http:// URL',
-      {
-        todo:
-          'server bug: etcdctl dials Maintenance with :authority "http://127.0.0.1:<port>" and ' +
-          "Node's HTTP/2 server (nghttp2) resets the stream with PROTOCOL_ERROR before grpc-js " +
-          'sees it; etcd (Go) accepts that authority. Also breaks `endpoint status` and ' +
-          '`endpoint hashkv` given http:// endpoints.',
-      },
-      async () => {
-        const ran = await etcdctl(['endpoint', 'status', '--cluster']);
-        assert.equal(ran.code, 0, ran.stderr);
-        assert.equal(ran.stdout.trim().split('\n').length, 3, ran.stdout);
-      },
-    );
+    // etcdctl dials each endpoint of a Maintenance call by its URL, and then sends the whole
+    // URL as `:authority` ("http://127.0.0.1:<port>"), which Node's HTTP/2 alone would reset
+    // with PROTOCOL_ERROR (src/server/authority.ts).
+    test('endpoint status --cluster: etcdctl dials every member by its advertised http:// URL', async () => {
+      const ran = await etcdctl(['endpoint', 'status', '--cluster']);
+      assert.equal(ran.code, 0, ran.stderr);
+      const lines = ran.stdout.trim().split('\n');
+      const urls = cluster.endpoints.map((e) => `http://${e}`);
+      assert.deepEqual(lines.map((l) => l.split(', ')[0]).sort(), [...urls].sort(), ran.stdout);
+      assert.equal(lines.filter((l) => l.split(', ')[4] === 'true').length, 1, ran.stdout);
+    });
+
+    test('Maintenance calls given http:// endpoints: endpoint status and hashkv', async () => {
+      const urls = cluster.endpoints.map((e) => `http://${e}`);
+      const status = await etcdctl(['endpoint', 'status', '-w', 'json'], {
+        endpoints: urls.join(','),
+      });
+      assert.equal(status.code, 0, status.stderr);
+      const statuses = JSON.parse(status.stdout) as { Endpoint: string }[];
+      assert.deepEqual(statuses.map((s) => s.Endpoint).sort(), [...urls].sort());
+
+      const hashed = await etcdctl(['endpoint', 'hashkv', '-w', 'json'], { endpoints: urls[0]! });
+      assert.equal(hashed.code, 0, hashed.stderr);
+      const hashes = JSON.parse(hashed.stdout) as { Endpoint: string; HashKV: { hash: number } }[];
+      assert.deepEqual(
+        hashes.map((h) => h.Endpoint),
+        [urls[0]],
+      );
+      assert.equal(typeof hashes[0]!.HashKV.hash, 'number');
+    });
 
     test('endpoint health: every endpoint commits a proposal, as text and JSON', async () => {
       // etcdctl 3.4 prints the simple health lines on stderr.

@@ -10,6 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { PackageDefinition, ServiceDefinition } from '@grpc/proto-loader';
 import type { Socket } from 'node:net';
+import { acceptUrlAuthority } from './authority.js';
 import type { Wire } from './convert.js';
 import {
   serverStreamMethods,
@@ -49,9 +50,12 @@ export class GrpcFront {
     this.injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   }
 
-  /** A socket whose first bytes are the HTTP/2 preface. */
+  /**
+   * A socket whose first bytes are the HTTP/2 preface. Its requests reach grpc-js through
+   * acceptUrlAuthority, so etcdctl's "http://host:port" `:authority` does not get them reset.
+   */
   inject(socket: Socket): void {
-    this.injector.injectConnection(socket);
+    this.injector.injectConnection(acceptUrlAuthority(socket));
   }
 
   /**
