@@ -163,6 +163,46 @@ describe('a 3-process Chorus cluster', { timeout: 50_000 }, () => {
     await watcher.cancel();
   });
 
+  test('a progress request gets one response, watch id -1, at the current revision', async () => {
+    type Bidi = grpc.ClientDuplexStream<object, Record<string, unknown>>;
+    const pkg = grpc.loadPackageDefinition(loadEtcdProto()) as unknown as {
+      etcdserverpb: {
+        Watch: new (
+          address: string,
+          credentials: grpc.ChannelCredentials,
+        ) => grpc.Client & { Watch(): Bidi };
+      };
+    };
+    const watchClient = new pkg.etcdserverpb.Watch(
+      `127.0.0.1:${port}`,
+      grpc.credentials.createInsecure(),
+    );
+    const stream = watchClient.Watch();
+    const responses: Record<string, unknown>[] = [];
+    stream.on('data', (r: Record<string, unknown>) => responses.push(r));
+    stream.on('error', () => {});
+    try {
+      for (const key of ['p/a', 'p/b']) stream.write({ createRequest: { key: Buffer.from(key) } });
+      await eventually('two watchers created', 5_000, () =>
+        Promise.resolve(responses.filter((r) => r['created'] === true).length === 2 || undefined),
+      );
+      await client.put('p/progress').value('x');
+      stream.write({ progressRequest: {} });
+      await eventually('a progress response', 5_000, () =>
+        Promise.resolve(responses.some((r) => r['watchId'] === '-1') || undefined),
+      );
+      await sleep(200);
+      const progress = responses.filter((r) => r['watchId'] === '-1');
+      assert.equal(progress.length, 1, JSON.stringify(responses));
+      const header = progress[0]!['header'] as { revision: string };
+      assert.ok(Number(header.revision) > 1);
+      assert.deepEqual(progress[0]!['events'], []);
+    } finally {
+      stream.end();
+      watchClient.close();
+    }
+  });
+
   test('etcd3: the lock helper excludes a second holder until release', async () => {
     // etcd3's Lock is a try-lock: acquiring a held lock fails at once.
     const first = client.lock('the-lock').ttl(5);
