@@ -18,6 +18,7 @@ import { ChorusError, FatalError, asChorusError } from '../core/errors.js';
 import type { NodeId, TimerId } from '../core/ids.js';
 import type { Env } from '../env/env.js';
 import { RemoteError, Rpc } from '../transport/rpc.js';
+import { proposalsPendingMax } from './constants.js';
 import { malformedReason, type Message } from './messages.js';
 import type { ConfChange, RaftConfig, RestoredState } from './raft.js';
 import { RawNode, type Ready } from './rawnode.js';
@@ -91,6 +92,7 @@ const readMethod = 'read';
 export class RaftDriver {
   readonly node: RawNode;
   readonly rpc: Rpc;
+  /** Appended proposals by index until applied. Invariant: with `queued`, at most proposalsPendingMax. */
   private readonly proposals = new Map<number, PendingProposal>();
   /** Proposals gathered since the last append; the loop appends them together. */
   private queued: QueuedProposal[] = [];
@@ -178,6 +180,12 @@ export class RaftDriver {
         },
       );
       return;
+    }
+    if (this.proposals.size + this.queued.length >= proposalsPendingMax) {
+      return done(
+        new ChorusError('queue-full', `${proposalsPendingMax} proposals pending; retry later`),
+        undefined,
+      );
     }
     // Appended on the loop's next turn with every other proposal of this turn: one append
     // message per follower for all of them. The messages would wait for that turn anyway.
