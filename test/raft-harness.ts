@@ -446,10 +446,20 @@ export class Cluster {
 
   // --- proposals, ticks --------------------------------------------------------------------
 
-  /** `propose ID DATA [count=N]`: N proposals of DATA; stops at the first refusal. */
+  /**
+   * `propose ID DATA [count=N] [batch=true]`: N proposals of DATA; stops at the first refusal.
+   * With batch=true they go in one proposeBatch (as the driver gathers one turn's proposals),
+   * and each result prints: its index or its refusal.
+   */
   private propose(id: NodeId, args: Args, out: string[]): void {
     const data = parseData(args.positional[1] ?? '');
     const count = args.named.has('count') ? parseInt10(args.named.get('count'), 'count') : 1;
+    if (parseBool(args.named.get('batch')) === true) {
+      const datas = Array.from({ length: count }, () => textEncoder.encode(data));
+      const results = this.node(id).rawNode.proposeBatch(datas);
+      out.push(results.map((r) => (typeof r === 'number' ? `${r}` : r.message)).join(', '));
+      return;
+    }
     const indexes: number[] = [];
     try {
       for (let i = 0; i < count; i++)

@@ -41,6 +41,12 @@ export const mvccLimits = {
   logChunkEntries: 4096,
   /** The snapshot layout this code writes and reads. */
   snapshotFormat: 1,
+  /**
+   * Revisions one step of a snapshot job encodes (besides its bound on keys): without it, a
+   * few keys with long histories made one step of the whole store — 100,000 puts over 1,000
+   * keys took one 235 ms turn of the event loop on every node at once.
+   */
+  snapshotRevisionsPerStep: 5_000,
 } as const;
 
 export interface MvccOptions {
@@ -942,13 +948,20 @@ export class MvccStore {
     const step = (): boolean => {
       const keys: Binary[] = [];
       const chains: Rev[][] = [];
-      while (next < leaves.length && keys.length < keysPerStep) {
+      let revisions = 0;
+      // A step ends at a leaf boundary; one key's history is never split between parts.
+      while (
+        next < leaves.length &&
+        keys.length < keysPerStep &&
+        revisions < mvccLimits.snapshotRevisionsPerStep
+      ) {
         const leaf = leaves[next++]!;
         for (let i = 0; i < leaf.keys.length; i++) {
           const chain: Rev[] = [];
           for (let r: Rev | undefined = leaf.heads[i]; r !== undefined; r = r.prev) chain.push(r);
           keys.push(leaf.keys[i]!);
           chains.push(chain.reverse());
+          revisions += chain.length;
         }
       }
       if (keys.length > 0 || parts.length === 0)

@@ -19,3 +19,10 @@ export const snapshotChunkBytes = 256 * 1024;
 export const pendingReadsMax = 4096;
 /** Largest entry payload accepted by propose. */
 export const entryBytesMax = 1536 * 1024;
+/**
+ * Proposals a leader holds at once — gathered for the next append, or appended and not yet
+ * applied. Beyond it a proposal is refused at once with queue-full (a client sees etcd's
+ * "too many requests") instead of waiting behind thousands of others until it times out;
+ * etcd refuses at the same depth (maxGapBetweenApplyAndCommitIndex).
+ */
+export const proposalsPendingMax = 5000;

@@ -7,7 +7,10 @@
  *         → send `messagesAfterPersist` → restore/apply → serve reads → advance
  *
  * The leader's own entries count toward commitment only after this node's fsync (advance
- * reports them persisted). Proposals on a follower are forwarded to the leader. Any storage
+ * reports them persisted). Proposals on the leader are gathered until the loop's next turn
+ * (while an fsync runs, that is after it) and appended together, so each follower gets one
+ * append per turn rather than one per proposal. Proposals on a follower are forwarded to
+ * the leader. Any storage
  * error stops the process (FatalError): durable state can no longer be trusted.
  */
 import { assert } from '../core/assert.js';
@@ -15,6 +18,7 @@ import { ChorusError, FatalError, asChorusError } from '../core/errors.js';
 import type { NodeId, TimerId } from '../core/ids.js';
 import type { Env } from '../env/env.js';
 import { RemoteError, Rpc } from '../transport/rpc.js';
+import { proposalsPendingMax } from './constants.js';
 import { malformedReason, type Message } from './messages.js';
 import type { ConfChange, RaftConfig, RestoredState } from './raft.js';
 import { RawNode, type Ready } from './rawnode.js';
@@ -75,6 +79,12 @@ interface PendingProposal {
   done: ApplyDone;
 }
 
+/** A proposal made on the leader, waiting for the next turn of the loop to be appended. */
+interface QueuedProposal {
+  data: Uint8Array;
+  done: ApplyDone;
+}
+
 const raftMethod = 'raft';
 const proposeMethod = 'propose';
 const readMethod = 'read';
@@ -82,7 +92,10 @@ const readMethod = 'read';
 export class RaftDriver {
   readonly node: RawNode;
   readonly rpc: Rpc;
+  /** Appended proposals by index until applied. Invariant: with `queued`, at most proposalsPendingMax. */
   private readonly proposals = new Map<number, PendingProposal>();
+  /** Proposals gathered since the last append; the loop appends them together. */
+  private queued: QueuedProposal[] = [];
   private readonly reads = new Map<string, (error: ChorusError | undefined) => void>();
   /** Reads whose index is known, waiting for apply: [index, done]. */
   private readsWaitingApply: [number, (error: ChorusError | undefined) => void][] = [];
@@ -168,13 +181,15 @@ export class RaftDriver {
       );
       return;
     }
-    let index: number;
-    try {
-      index = this.node.propose(data);
-    } catch (error) {
-      return done(asChorusError(error), undefined);
+    if (this.proposals.size + this.queued.length >= proposalsPendingMax) {
+      return done(
+        new ChorusError('queue-full', `${proposalsPendingMax} proposals pending; retry later`),
+        undefined,
+      );
     }
-    this.proposals.set(index, { term: raft.term, done });
+    // Appended on the loop's next turn with every other proposal of this turn: one append
+    // message per follower for all of them. The messages would wait for that turn anyway.
+    this.queued.push({ data, done });
     this.schedule();
   }
 
@@ -261,7 +276,9 @@ export class RaftDriver {
   }
 
   private drain(): void {
-    if (this.busy || this.stopped || !this.node.hasReady()) return;
+    if (this.busy || this.stopped) return;
+    this.appendQueued();
+    if (!this.node.hasReady()) return;
     this.busy = true;
     const rd = this.node.ready();
     this.sendAll(rd.messages);
@@ -279,6 +296,26 @@ export class RaftDriver {
       this.busy = false;
       this.maybeSnapshot();
       this.schedule();
+    });
+  }
+
+  /** Appends the queued proposals as one batch; leadership lost meanwhile re-routes them. */
+  private appendQueued(): void {
+    if (this.queued.length === 0) return;
+    const queued = this.queued;
+    this.queued = [];
+    const raft = this.node.raft;
+    if (raft.role !== 'leader') {
+      // Never appended here, so they cannot commit twice: send them on as new proposals.
+      for (const p of queued) this.propose(p.data, p.done);
+      return;
+    }
+    const results = this.node.proposeBatch(queued.map((p) => p.data));
+    assert(results.length === queued.length, 'one result per queued proposal');
+    results.forEach((result, i) => {
+      const { done } = queued[i]!;
+      if (typeof result === 'number') this.proposals.set(result, { term: raft.term, done });
+      else done(result, undefined);
     });
   }
 

@@ -863,6 +863,33 @@ export class Raft {
     return this.log.lastIndex();
   }
 
+  /**
+   * Appends normal entries together, so that each follower gets them in one append message
+   * rather than one message per entry (the driver gathers the proposals of one turn of its
+   * loop). Returns, for each data in order, its index or the named error that refused it;
+   * a refused proposal does not stop the ones after it.
+   */
+  proposeBatch(datas: readonly Uint8Array[]): (number | ChorusError)[] {
+    const results: (number | ChorusError)[] = [];
+    const entries: Entry[] = [];
+    let batchBytes = 0;
+    let index = this.log.lastIndex();
+    for (const data of datas) {
+      const refusal = this.proposalRefusal(data.length, batchBytes);
+      if (refusal !== undefined) {
+        results.push(refusal);
+        continue;
+      }
+      const entry: Entry = { term: 0, index: 0, type: 'normal', data };
+      entries.push(entry);
+      batchBytes += entryBytes(entry);
+      results.push(++index);
+    }
+    if (entries.length > 0) this.appendEntries(entries);
+    assert(this.log.lastIndex() === index, 'a batch takes consecutive indexes');
+    return results;
+  }
+
   proposeConfChange(change: ConfChange): number {
     const data = encode(change);
     this.checkCanPropose(data.length);
@@ -879,23 +906,30 @@ export class Raft {
   }
 
   private checkCanPropose(bytes: number): void {
+    const refusal = this.proposalRefusal(bytes, 0);
+    if (refusal !== undefined) throw refusal;
+  }
+
+  /** Why a proposal of `bytes` must be refused, if it must; `batchBytes` are not yet appended. */
+  private proposalRefusal(bytes: number, batchBytes: number): ChorusError | undefined {
     if (this.role !== 'leader') {
-      throw new ChorusError(
+      return new ChorusError(
         'not-leader',
         this.lead === noLeader ? 'no leader' : `not the leader; leader is ${this.lead}`,
       );
     }
     if (this.leadTransferee !== noLeader) {
-      throw new ChorusError('proposal-dropped', `leadership is moving to ${this.leadTransferee}`);
+      return new ChorusError('proposal-dropped', `leadership is moving to ${this.leadTransferee}`);
     }
     if (bytes > entryBytesMax)
-      throw new ChorusError('proposal-dropped', `entry of ${bytes} bytes exceeds ${entryBytesMax}`);
-    if (this.uncommittedBytes > 0 && this.uncommittedBytes + bytes > uncommittedBytesMax) {
-      throw new ChorusError(
+      return new ChorusError(
         'proposal-dropped',
-        `too many uncommitted bytes (${this.uncommittedBytes})`,
+        `entry of ${bytes} bytes exceeds ${entryBytesMax}`,
       );
-    }
+    const uncommitted = this.uncommittedBytes + batchBytes;
+    if (uncommitted > 0 && uncommitted + bytes > uncommittedBytesMax)
+      return new ChorusError('proposal-dropped', `too many uncommitted bytes (${uncommitted})`);
+    return undefined;
   }
 
   /** Called as committed entries go to the state machine: frees the uncommitted budget. */

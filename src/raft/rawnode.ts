@@ -4,6 +4,7 @@
  * is outstanding at a time.
  */
 import { assert } from '../core/assert.js';
+import type { ChorusError } from '../core/errors.js';
 import type { NodeId } from '../core/ids.js';
 import { applyBytesMax } from './constants.js';
 import { needsPersistFirst, type Message } from './messages.js';
@@ -64,6 +65,11 @@ export class RawNode {
 
   propose(data: Uint8Array): number {
     return this.raft.propose(data);
+  }
+
+  /** Appends the entries of many proposals at once: the index of each, or why it was refused. */
+  proposeBatch(datas: readonly Uint8Array[]): (number | ChorusError)[] {
+    return this.raft.proposeBatch(datas);
   }
 
   proposeConfChange(change: ConfChange): number {
