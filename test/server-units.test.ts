@@ -61,6 +61,11 @@ test('settings: flag beats environment beats config file beats default', () => {
   assert.equal(config.name, 'n1');
   assert.equal(config.dataDir, 'n1.chorus');
   assert.equal(config.electionTimeoutMs, 1000);
+  assert.equal(config.acceptUrlAuthority, true);
+  assert.equal(
+    resolveConfig({ 'accept-url-authority': 'false' }, {}, {}).acceptUrlAuthority,
+    false,
+  );
   assert.deepEqual(
     config.initialCluster.map((m) => [m.name, m.host, m.port]),
     [
@@ -91,6 +96,7 @@ test('settings: bad values are refused with the flag named', () => {
     [{ 'snapshot-count': '-1' }, /positive integer/],
     [{ name: 'bad name' }, /--name/],
     [{ 'log-level': 'loud' }, /--log-level/],
+    [{ 'accept-url-authority': 'maybe' }, /--accept-url-authority must be true or false/],
     [{ 'initial-cluster': 'default=http://h:1,default=http://h:2' }, /twice/],
   ];
   for (const [flags, message] of bad) assert.throws(() => resolveConfig(flags, {}, {}), message);

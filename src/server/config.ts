@@ -39,6 +39,8 @@ export interface ServerConfig {
   electionTimeoutMs: number;
   snapshotCount: number;
   maxRequestBytes: number;
+  /** Rewrite a URL `:authority` on gRPC connections (src/server/authority.ts). */
+  acceptUrlAuthority: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -126,6 +128,13 @@ export const settings: readonly Setting[] = [
     value: 'bytes',
     description: 'largest client request; larger ones are refused (etcd: request is too large)',
     default: () => String(maxRequestBytesDefault),
+  },
+  {
+    flag: 'accept-url-authority',
+    value: 'bool',
+    description:
+      'accept a gRPC :authority written as a URL (etcdctl 3.4 sends one to http:// endpoints for endpoint status/hashkv and --cluster) by rewriting it on every gRPC connection, at some CPU per call; false hands connections to HTTP/2 directly',
+    default: () => 'true',
   },
   {
     flag: 'log-level',
@@ -247,8 +256,16 @@ export function resolveConfig(
     electionTimeoutMs,
     snapshotCount: positiveInteger(get('snapshot-count'), 'snapshot-count'),
     maxRequestBytes: positiveInteger(get('max-request-bytes'), 'max-request-bytes'),
+    acceptUrlAuthority: boolean(get('accept-url-authority'), 'accept-url-authority'),
     logLevel: logLevel as ServerConfig['logLevel'],
   };
+}
+
+function boolean(text: string, flag: string): boolean {
+  const t = text.trim().toLowerCase();
+  if (t === 'true') return true;
+  if (t === 'false') return false;
+  throw new ConfigError(`--${flag} must be true or false, not ${JSON.stringify(text)}`);
 }
 
 function positiveInteger(text: string, flag: string): number {

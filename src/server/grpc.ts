@@ -26,6 +26,8 @@ import type { StreamSink } from './streams.js';
 export interface GrpcOptions {
   /** Largest message a client may send (etcd: --max-request-bytes plus gRPC overhead). */
   receiveBytesMax: number;
+  /** Pass connections through acceptUrlAuthority (see inject). */
+  acceptUrlAuthority: boolean;
 }
 
 export class GrpcFront {
@@ -35,7 +37,7 @@ export class GrpcFront {
   constructor(
     definition: PackageDefinition,
     private readonly dispatcher: Dispatcher,
-    options: GrpcOptions,
+    private readonly options: GrpcOptions,
   ) {
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': options.receiveBytesMax,
@@ -51,11 +53,14 @@ export class GrpcFront {
   }
 
   /**
-   * A socket whose first bytes are the HTTP/2 preface. Its requests reach grpc-js through
-   * acceptUrlAuthority, so etcdctl's "http://host:port" `:authority` does not get them reset.
+   * A socket whose first bytes are the HTTP/2 preface. With `acceptUrlAuthority`, its
+   * requests reach grpc-js through acceptUrlAuthority, so etcdctl's "http://host:port"
+   * `:authority` does not get them reset; without, the socket goes to HTTP/2 directly.
    */
   inject(socket: Socket): void {
-    this.injector.injectConnection(acceptUrlAuthority(socket));
+    this.injector.injectConnection(
+      this.options.acceptUrlAuthority ? acceptUrlAuthority(socket) : socket,
+    );
   }
 
   /**

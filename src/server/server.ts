@@ -269,6 +269,7 @@ class ChorusServer implements StartedServer, ServiceContext {
     const definition = loadEtcdProto();
     this.grpc = new GrpcFront(definition, this.dispatcher, {
       receiveBytesMax: config.maxRequestBytes + grpcOverheadBytes,
+      acceptUrlAuthority: config.acceptUrlAuthority,
     });
     const gateway = new Gateway(
       definition,
