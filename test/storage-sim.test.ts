@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { AssertionError } from '../src/core/assert.js';
 import { nodeId } from '../src/core/ids.js';
 import type { Snapshot } from '../src/raft/types.js';
-import { readFrame } from '../src/storage/record.js';
+import { encodeHardStateFile, readFrame } from '../src/storage/record.js';
 import { StorageCorruptError } from '../src/storage/index.js';
 import {
   Incarnation,
@@ -315,6 +315,24 @@ test('a corrupt hard state file is an error, not a silent reset of term and vote
   const { error } = tryOpen(life);
   assert.ok(error instanceof StorageCorruptError);
   assert.equal(error.file, 'raft/hardstate');
+});
+
+test('a commit past the last durable entry is still corruption, not clamped', () => {
+  // Storage never writes such a state (a commit reaches the file only once durable in the
+  // WAL), so a file that says so names entries this node has lost: it must not start.
+  const state = diskState();
+  let life = new Incarnation(state);
+  const { storage } = open(life);
+  save(life, storage, { hardState: hardState(1, 'a', 3), entries: entries(1, 5, 1) });
+  life.disk.open('raft/hardstate', (_e, file) => {
+    const bytes = encodeHardStateFile(hardState(1, 'a', 9));
+    file!.truncate(0, () => file!.write(0, bytes, () => file!.sync(() => undefined)));
+  });
+  life.run();
+  life = new Incarnation(state);
+  const { error } = tryOpen(life);
+  assert.ok(error instanceof StorageCorruptError);
+  assert.match(error.message, /commit 9 is past the last index 5/);
 });
 
 test('conflict truncation is acknowledged durable and survives a crash, also across segments', () => {
