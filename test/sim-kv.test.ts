@@ -31,8 +31,8 @@ function run(name: string, seed: number, bug?: KvBug, ms = safetyMs): RunResult 
   });
 }
 
-const reproduce = (name: string, seed: number, bug?: KvBug): string =>
-  `npx chorus sim --workload ${name} --seed ${seed} --nodes 5 --nemesis all --duration ${safetyMs}ms${bug === undefined ? '' : ` --plant-bug ${bug}`}`;
+const reproduce = (name: string, seed: number, bug?: KvBug, ms = safetyMs): string =>
+  `npx chorus sim --workload ${name} --seed ${seed} --nodes 5 --nemesis all --duration ${ms}ms${bug === undefined ? '' : ` --plant-bug ${bug}`}`;
 
 for (const name of Object.keys(workloads)) {
   test(`campaign: ${seeds} seeds of ${name} with all nemeses pass`, () => {
@@ -56,6 +56,17 @@ test('regression: lease seed 13 (a stale leader answered a keep-alive "not found
 test('regression: lease seed 757 at 10 s (a stale leader never saw the grant) passes', () => {
   const result = run('lease', 757, undefined, 10_000);
   assert.ok(result.verdict.ok, result.verdict.problems.join('; '));
+});
+
+test('regression: kv seed 131 at 10 s (entries after a snapshot whose WAL marker was lost) passes', () => {
+  // The marker's fsync failed after the snapshot file's rename; the restarted node appended
+  // entries after the snapshot, and the recovery after its next crash dropped them (commit
+  // 89 past the last index 51): a crash loop, and no convergence.
+  const result = run('kv', 131, undefined, 10_000);
+  assert.ok(
+    result.verdict.ok,
+    `${result.verdict.problems.join('; ')}\n  ${reproduce('kv', 131, undefined, 10_000)}`,
+  );
 });
 
 for (const [seed, what] of [

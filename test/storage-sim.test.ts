@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { AssertionError } from '../src/core/assert.js';
 import { nodeId } from '../src/core/ids.js';
 import type { Snapshot } from '../src/raft/types.js';
-import { readFrame } from '../src/storage/record.js';
+import { encodeHardStateFile, readFrame } from '../src/storage/record.js';
 import { StorageCorruptError } from '../src/storage/index.js';
 import {
   Incarnation,
@@ -317,6 +317,24 @@ test('a corrupt hard state file is an error, not a silent reset of term and vote
   assert.equal(error.file, 'raft/hardstate');
 });
 
+test('a commit past the last durable entry is still corruption, not clamped', () => {
+  // Storage never writes such a state (a commit reaches the file only once durable in the
+  // WAL), so a file that says so names entries this node has lost: it must not start.
+  const state = diskState();
+  let life = new Incarnation(state);
+  const { storage } = open(life);
+  save(life, storage, { hardState: hardState(1, 'a', 3), entries: entries(1, 5, 1) });
+  life.disk.open('raft/hardstate', (_e, file) => {
+    const bytes = encodeHardStateFile(hardState(1, 'a', 9));
+    file!.truncate(0, () => file!.write(0, bytes, () => file!.sync(() => undefined)));
+  });
+  life.run();
+  life = new Incarnation(state);
+  const { error } = tryOpen(life);
+  assert.ok(error instanceof StorageCorruptError);
+  assert.match(error.message, /commit 9 is past the last index 5/);
+});
+
 test('conflict truncation is acknowledged durable and survives a crash, also across segments', () => {
   for (const segmentSizeBytesMax of [100, 1 << 20]) {
     const state = diskState(3, { tornRate: 1 });
@@ -413,6 +431,55 @@ test('a snapshot inside the log keeps the entries after it', () => {
   const { recovered } = open(life);
   assert.deepEqual(recovered.entries, entries(7, 9, 2));
   assert.deepEqual(recovered.snapshot, snapshotAt(6, 2));
+});
+
+/**
+ * Interrupts saveSnapshot(8/2) over a log 1..10 of term 1 (so the snapshot empties it) with a
+ * crash at `step` events, or with EIO from the first call after the snapshot file is durable
+ * (the marker's append or fsync, as in kv seed 131); then a second life appends 9..12 after
+ * the snapshot and crashes, and a third must find them.
+ */
+function snapshotInterrupted(step: number | 'eio'): void {
+  const state = diskState(step === 'eio' ? 7 : step);
+  let life = new Incarnation(state);
+  const first = open(life).storage;
+  save(life, first, { hardState: hardState(1, 'a', 2), entries: entries(1, 10, 1) });
+  first.saveSnapshot(snapshotAt(8, 2), () => undefined);
+  if (step === 'eio') {
+    life.runUntil(() => state.durableBytes('raft/snapshot') !== undefined, 'snapshot file');
+    state.faults = { ...state.faults, eioRate: 1 };
+    life.run();
+    state.faults = { ...state.faults, eioRate: 0 };
+  } else {
+    life.run(step);
+  }
+  state.crash();
+  life = new Incarnation(state);
+  const second = open(life);
+  if (second.recovered.snapshot === undefined) return;
+  assert.deepEqual(second.recovered.entries, [], `step ${step}`);
+  if (step === 'eio') {
+    const repaired = life.log.lines.some((line) => line.message.includes('marker was lost'));
+    assert.ok(repaired, 'the lost marker is written at open');
+  }
+  assert.equal(
+    save(life, second.storage, { hardState: hardState(2, '', 12), entries: entries(9, 12, 2) }),
+    undefined,
+  );
+  state.crash();
+  life = new Incarnation(state);
+  const third = tryOpen(life);
+  assert.equal(third.error, undefined, `step ${step}: ${third.error?.message}`);
+  assert.deepEqual(shape(third.recovered!.entries), shape(entries(9, 12, 2)), `step ${step}`);
+  assert.equal(third.recovered!.hardState.commit, 12, `step ${step}`);
+}
+
+test('entries acknowledged after a snapshot whose WAL marker was lost survive the next crash', () => {
+  // Regression for kv seed 131: the marker's fsync failed after the snapshot file's rename;
+  // the next life appended after the snapshot, and the replay after that dropped those
+  // acknowledged entries under the old entry 8 of term 1 (commit past the last index).
+  snapshotInterrupted('eio');
+  for (let step = 0; step < 40; step++) snapshotInterrupted(step);
 });
 
 test('hard state replacement is atomic: a crash at any step leaves the old or the new', () => {

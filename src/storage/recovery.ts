@@ -9,7 +9,8 @@
  *    off (truncate and fsync) and log a warning with the offsets. A last segment without a
  *    whole header is removed the same way: nothing in it was ever acknowledged.
  * 3. Replay in write order; the snapshot file then applies the Raft rule once more (it may
- *    be durable while its WAL marker is not), and the log after it must be contiguous.
+ *    be durable while its WAL marker is not), and the log after it must be contiguous. A
+ *    missing marker is reported, and RaftStorage.open writes it before any other record.
  */
 import type { ChorusError } from '../core/errors.js';
 import type { DiskError } from '../core/errors.js';
@@ -46,6 +47,13 @@ export interface RecoveredState {
   /** The last segment, open for appends; undefined when the next append starts a new one. */
   file: DiskFile | undefined;
   truncatedTailBytes: number;
+  /**
+   * The snapshot file is durable but the WAL does not say where it fell in the log (its
+   * marker was lost to a crash or a failed fsync after the file's rename). Replay applies the
+   * file at the end, which is right only while nothing follows it in the WAL: the caller must
+   * append the marker before any other record.
+   */
+  snapshotMarkerMissing: boolean;
 }
 
 type RecoverDone = (error: ChorusError | undefined, state: RecoveredState | undefined) => void;
@@ -260,6 +268,10 @@ class Recovery {
     const replay = this.replay;
     const snapshot = this.snapshot;
     const snapshotIndex = snapshot?.metadata.index ?? 0;
+    // A replayed marker of this snapshot leaves the log starting right after it (base = its
+    // index), and so do the entries after it when compaction removed the marker's segment;
+    // anything lower means the marker never became durable.
+    const snapshotMarkerMissing = snapshot !== undefined && (replay.base ?? -1) < snapshotIndex;
     if (snapshot !== undefined) replay.snapshot(snapshotIndex, snapshot.metadata.term);
     const entries = replay.entries;
     const firstIndex = entries[0]?.index;
@@ -292,6 +304,7 @@ class Recovery {
       lastIndex,
       commit,
       truncatedTailBytes: this.truncatedTailBytes,
+      snapshotMarkerMissing,
     });
     this.done(undefined, {
       hardState: { ...this.fileHardState, commit },
@@ -301,6 +314,7 @@ class Recovery {
       segments: this.segments,
       file: this.file,
       truncatedTailBytes: this.truncatedTailBytes,
+      snapshotMarkerMissing,
     });
   }
 }

@@ -167,10 +167,13 @@ export class RaftStorage {
     recover(env, dir, (error, state) => {
       if (error !== undefined || state === undefined) return done(error, undefined, undefined);
       const storage = new RaftStorage(env, dir, state, options);
-      done(undefined, storage, {
-        hardState: { ...state.hardState },
-        snapshot: state.snapshot,
-        entries: state.entries,
+      storage.repairSnapshotMarker(state, (repairError) => {
+        if (repairError !== undefined) return done(repairError, undefined, undefined);
+        done(undefined, storage, {
+          hardState: { ...state.hardState },
+          snapshot: state.snapshot,
+          entries: state.entries,
+        });
       });
     });
   }
@@ -204,6 +207,29 @@ export class RaftStorage {
       segmentsRemoved: 0,
       truncatedTailBytes: state.truncatedTailBytes,
     };
+  }
+
+  /**
+   * Writes the WAL marker of a snapshot file whose marker never became durable: a crash, or
+   * a failed fsync, between the file's rename and the marker's fsync. Recovery applied the
+   * file at the end of replay, which is right only while nothing follows it in the WAL. The
+   * entries this life appends after the snapshot would otherwise replay after the older
+   * entries the snapshot replaced, and the next recovery, applying the file at the end once
+   * more, would find its index held with another term and drop them: acknowledged entries
+   * lost, caught only by a commit past the last index (kv seed 131). Written first, the
+   * marker puts the snapshot where it took effect, as if the original fsync had succeeded.
+   */
+  private repairSnapshotMarker(state: RecoveredState, done: Done): void {
+    const snapshot = state.snapshot;
+    if (!state.snapshotMarkerMissing || snapshot === undefined) return done(undefined);
+    const { index, term } = snapshot.metadata;
+    assert(index === this.snapshotIndex, () => `marker ${index} is not the snapshot's`);
+    this.env.log.warn('writing the WAL marker of a snapshot whose marker was lost', {
+      dir: this.dir,
+      index,
+      term,
+    });
+    this.appendWal([encodeSnapshotMarker(index, term)], index + 1, index, done);
   }
 
   /** Index of the last entry accepted (or of the snapshot when the log after it is empty). */

@@ -129,8 +129,10 @@ export class ReplayLog {
   commit = 0;
   /**
    * The durable snapshot file, when there is one. Its WAL marker may never have become
-   * durable (an fsync failed after the file's rename): entries written after it then follow
-   * an older entry with a gap the snapshot covers, which is not damage.
+   * durable (a crash or a failed fsync after the file's rename). RaftStorage.open now writes
+   * the missing marker before any other record, but a WAL written before it did may hold
+   * entries appended after such a snapshot: they follow an older entry with a gap the
+   * snapshot covers, which is not damage.
    */
   fileSnapshot: { index: number; term: number } | undefined;
 
