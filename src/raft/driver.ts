@@ -32,6 +32,11 @@ export interface RaftStore {
     done: (error: Error | undefined) => void,
   ): void;
   saveSnapshot(snapshot: Snapshot, done: (error: Error | undefined) => void): void;
+  /**
+   * Optional: a snapshot of this log's own committed entries that does not hold up the
+   * saves issued after it (RaftStorage.saveSnapshotOfLog); saveSnapshot otherwise.
+   */
+  saveSnapshotOfLog?(snapshot: Snapshot, done: (error: Error | undefined) => void): void;
   /** Frees log storage at or below `index` (covered by a saved snapshot). */
   compact(index: number, done: (error: Error | undefined) => void): void;
 }
@@ -433,10 +438,13 @@ export class RaftDriver {
       this.snapshotting = false;
       return;
     }
-    this.options.store.saveSnapshot(snapshot, (error) => {
+    const store = this.options.store;
+    const save = store.saveSnapshotOfLog?.bind(store) ?? store.saveSnapshot.bind(store);
+    save(snapshot, (error) => {
       if (error !== undefined) throw new FatalError('raft snapshot save failed', { cause: error });
       if (this.stopped) return;
-      if (this.lastSnapshotIndex >= index) {
+      // A snapshot from the leader, installed or still being persisted, supersedes this one.
+      if (this.lastSnapshotIndex >= index || this.node.raft.log.pendingSnapshot !== undefined) {
         this.snapshotting = false;
         return;
       }

@@ -115,7 +115,14 @@ type SaveOp = {
 };
 type Op =
   | SaveOp
-  | { kind: 'snapshot'; file: Uint8Array; marker: Uint8Array; index: number; done: StorageDone }
+  | {
+      kind: 'snapshot';
+      /** The file to write first; undefined when it is already durable (saveSnapshotOfLog). */
+      file: Uint8Array | undefined;
+      marker: Uint8Array;
+      index: number;
+      done: StorageDone;
+    }
   | { kind: 'compact'; index: number; done: StorageDone }
   | { kind: 'close'; done: StorageDone };
 
@@ -156,6 +163,14 @@ export class RaftStorage {
 
   private readonly queue: Op[] = [];
   private busy = false;
+  /**
+   * Snapshot files waiting to be written, one at a time. Both kinds of snapshot write their
+   * file through here, so two never share the temporary file.
+   */
+  private readonly snapshotFiles: { file: Uint8Array; done: Done }[] = [];
+  private snapshotFileBusy = false;
+  /** Runs once no snapshot file is being written (close waits for them). */
+  private readonly afterSnapshotFiles: (() => void)[] = [];
   private closed = false;
   private failure: ChorusError | undefined;
 
@@ -325,6 +340,76 @@ export class RaftStorage {
   }
 
   /**
+   * A snapshot of this log's own entries (its index held with its term, at or below the
+   * commit): the driver's periodic snapshot. Unlike saveSnapshot it does not order the calls
+   * after it: its file is written and fsynced beside the WAL queue, so saves issued meanwhile
+   * go on and may complete first (a large file's write and fsync ahead of them in the queue
+   * stalled commits for seconds under load). Once the file is durable, its marker joins the
+   * queue and the snapshot becomes the current one (compact may then reach it). A crash
+   * before that leaves either no new file or a durable file without its marker, which open
+   * repairs; the log still holds every entry either way, since nothing was compacted.
+   */
+  saveSnapshotOfLog(snapshot: Snapshot, done: StorageDone): void {
+    if (!this.admit(done)) return;
+    const { index, term } = snapshot.metadata;
+    assertInteger(index, 'snapshot index');
+    if (index <= this.snapshotIndex || index > this.hard.commit || this.term(index) !== term) {
+      return done(
+        new BadInputError(
+          `snapshot ${index}/${term} is not of this log's committed entries after ${this.snapshotIndex}`,
+        ),
+      );
+    }
+    let file: Uint8Array;
+    try {
+      file = encodeSnapshotFile(snapshot, snapshotSizeBytesMax);
+    } catch (error) {
+      return done(asChorusError(error));
+    }
+    this.writeSnapshotFile(file, (error) => {
+      if (error !== undefined) {
+        if (this.failure === undefined) this.fail(error, []);
+        return done(error);
+      }
+      if (this.failure !== undefined)
+        return done(new ChorusError(this.failure.code, `storage failed: ${this.failure.message}`));
+      // Superseded meanwhile by an installed snapshot (whose file replaced this one): no marker.
+      if (index <= this.snapshotIndex) return done(undefined);
+      // Committed entries are never rewritten, so the log still holds index with term.
+      this.terms = this.terms.slice(index - this.snapshotIndex);
+      this.snapshotIndex = index;
+      this.snapshotTerm = term;
+      this.enqueue({
+        kind: 'snapshot',
+        file: undefined,
+        marker: encodeSnapshotMarker(index, term),
+        index,
+        done,
+      });
+    });
+  }
+
+  private writeSnapshotFile(file: Uint8Array, done: Done): void {
+    this.snapshotFiles.push({ file, done });
+    this.pumpSnapshotFiles();
+  }
+
+  private pumpSnapshotFiles(): void {
+    if (this.snapshotFileBusy) return;
+    const next = this.snapshotFiles.shift();
+    if (next === undefined) {
+      for (const run of this.afterSnapshotFiles.splice(0)) run();
+      return;
+    }
+    this.snapshotFileBusy = true;
+    this.writeAtomic(snapshotFileName, next.file, (error) => {
+      this.snapshotFileBusy = false;
+      next.done(error);
+      this.pumpSnapshotFiles();
+    });
+  }
+
+  /**
    * Removes the oldest segments whose every record is at or below `index`, which must not
    * exceed the snapshot index. The segment being appended to is always kept.
    */
@@ -342,7 +427,9 @@ export class RaftStorage {
   close(done: StorageDone): void {
     if (!this.admit(done)) return;
     this.closed = true;
-    this.enqueue({ kind: 'close', done });
+    const close = (): void => this.enqueue({ kind: 'close', done });
+    if (this.snapshotFileBusy || this.snapshotFiles.length > 0) this.afterSnapshotFiles.push(close);
+    else close();
   }
 
   // ---- validation ---------------------------------------------------------------------
@@ -429,7 +516,7 @@ export class RaftStorage {
         return this.finish([op], (next) =>
           series(
             [
-              (step) => this.writeAtomic(snapshotFileName, op.file, step),
+              op.file === undefined ? undefined : (step) => this.writeSnapshotFile(op.file!, step),
               (step) => this.appendWal([op.marker], op.index + 1, op.index, step),
               (step) => {
                 this.durableHard.commit = Math.max(this.durableHard.commit, op.index);
