@@ -417,16 +417,34 @@ export class RaftDriver {
     if (term === undefined) return;
     const metadata = { index, term, confState: raft.confState() };
     this.snapshotting = true;
+    const clock = this.env.clock;
+    const startedMs = clock.monotonicMs();
     const job = this.options.stateMachine.snapshotJob?.();
     if (job === undefined)
       return this.saveOwnSnapshot({ metadata, data: this.options.stateMachine.snapshot() });
+    let steps = 0;
+    let longestStepMs = 0;
     const pump = (): void => {
       if (this.stopped) return;
-      if (!job.step()) {
+      const stepStartedMs = clock.monotonicMs();
+      const finished = job.step();
+      steps++;
+      longestStepMs = Math.max(longestStepMs, clock.monotonicMs() - stepStartedMs);
+      if (!finished) {
         this.env.timers.set(0, pump);
         return;
       }
-      this.saveOwnSnapshot({ metadata, data: job.result() });
+      const resultStartedMs = clock.monotonicMs();
+      const data = job.result();
+      this.env.log.info('snapshot encoded', {
+        index,
+        bytes: data.length,
+        steps,
+        longestStepMs: Math.round(longestStepMs),
+        resultMs: Math.round(clock.monotonicMs() - resultStartedMs),
+        encodeMs: Math.round(clock.monotonicMs() - startedMs),
+      });
+      this.saveOwnSnapshot({ metadata, data });
     };
     pump();
   }
@@ -440,9 +458,18 @@ export class RaftDriver {
     }
     const store = this.options.store;
     const save = store.saveSnapshotOfLog?.bind(store) ?? store.saveSnapshot.bind(store);
+    const clock = this.env.clock;
+    const calledMs = clock.monotonicMs();
+    let callMs = 0;
     save(snapshot, (error) => {
       if (error !== undefined) throw new FatalError('raft snapshot save failed', { cause: error });
       if (this.stopped) return;
+      // callMs: the synchronous part (encoding the file); durableMs: until written and fsynced.
+      this.env.log.info('snapshot saved', {
+        index,
+        callMs: Math.round(callMs),
+        durableMs: Math.round(clock.monotonicMs() - calledMs),
+      });
       // A snapshot from the leader, installed or still being persisted, supersedes this one.
       if (this.lastSnapshotIndex >= index || this.node.raft.log.pendingSnapshot !== undefined) {
         this.snapshotting = false;
@@ -456,6 +483,7 @@ export class RaftDriver {
         this.snapshotting = false;
       });
     });
+    callMs = clock.monotonicMs() - calledMs;
   }
 }
 
