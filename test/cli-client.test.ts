@@ -28,9 +28,11 @@ import {
   chorusBin,
   eventually,
   freePorts,
+  runProcess,
   startCluster,
   stopCluster,
   type Cluster,
+  type Ran as ChildRun,
 } from './server-helpers.js';
 
 interface Ran {
@@ -39,30 +41,9 @@ interface Ran {
   err: string[];
 }
 
-interface ChildRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** `node bin/chorus.js …` with `input` on stdin; killed if it outlives `timeoutMs`. */
 function runChild(args: string[], input: string, timeoutMs = 10_000): Promise<ChildRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [chorusBin, ...args], { stdio: 'pipe' });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`chorus ${args.join(' ')} ran over ${timeoutMs} ms: ${stdout}${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
+  return runProcess(process.execPath, [chorusBin, ...args], { input, timeoutMs });
 }
 
 describe('what the commands share, without a cluster', () => {

@@ -7,13 +7,15 @@
 // `.ci/run` installs it when it runs as root.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   eventually,
   freePorts,
+  runProcess,
   startCluster,
   stopCluster,
   type Cluster,
+  type Ran,
 } from './server-helpers.js';
 
 const etcdctlEnv = { ...process.env, ETCDCTL_API: '3' };
@@ -27,12 +29,6 @@ const notInstalled =
 const commandTimeoutMs = 15_000;
 /** `check perf --load=s` writes for 60 s, then reports. */
 const checkPerfTimeoutMs = 100_000;
-
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 describe(
   'etcdctl 3.4 against a 3-process Chorus cluster',
@@ -64,42 +60,17 @@ describe(
         endpoints?: string;
       } = {},
     ): Promise<Ran> {
-      const timeoutMs = options.timeoutMs ?? commandTimeoutMs;
-      return new Promise((resolve, reject) => {
-        const child = spawn(
-          'etcdctl',
-          [
-            `--endpoints=${options.endpoints ?? endpoints}`,
-            '--dial-timeout=3s',
-            '--command-timeout=10s',
-            ...args,
-          ],
-          { env: etcdctlEnv, stdio: 'pipe' },
-        );
-        let stdout = '';
-        let stderr = '';
-        let ended = false;
-        child.stdout.on('data', (chunk: Buffer) => {
-          stdout += chunk.toString('utf8');
-          if (!ended && options.until?.(stdout) === true) {
-            ended = true;
-            child.kill('SIGINT');
-          }
-        });
-        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-        const timer = setTimeout(() => {
-          child.kill('SIGKILL');
-          reject(
-            new Error(`etcdctl ${args.join(' ')} ran over ${timeoutMs} ms:\n${stdout}${stderr}`),
-          );
-        }, timeoutMs);
-        child.on('error', reject);
-        child.on('close', (code) => {
-          clearTimeout(timer);
-          resolve({ code, stdout, stderr });
-        });
-        child.stdin.end(options.input ?? '');
-      });
+      const { endpoints: given, ...rest } = options;
+      return runProcess(
+        'etcdctl',
+        [
+          `--endpoints=${given ?? endpoints}`,
+          '--dial-timeout=3s',
+          '--command-timeout=10s',
+          ...args,
+        ],
+        { env: etcdctlEnv, timeoutMs: commandTimeoutMs, ...rest },
+      );
     }
 
     /** Runs a command that must exit 0; returns its stdout. */

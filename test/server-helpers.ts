@@ -198,3 +198,53 @@ export async function eventually<T>(
   }
   throw new Error(`${what}: not within ${timeoutMs} ms`);
 }
+
+export interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command to its end with `input` on stdin. `until` ends a long-running one (a watch)
+ * with SIGINT once its output satisfies it; one that outlives `timeoutMs` is killed and
+ * rejects with what it printed.
+ */
+export function runProcess(
+  command: string,
+  args: readonly string[],
+  options: {
+    env?: NodeJS.ProcessEnv;
+    input?: string;
+    timeoutMs?: number;
+    until?: (stdout: string) => boolean;
+  } = {},
+): Promise<Ran> {
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: options.env ?? process.env, stdio: 'pipe' });
+    let stdout = '';
+    let stderr = '';
+    let ended = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('utf8');
+      if (!ended && options.until?.(stdout) === true) {
+        ended = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new Error(`${command} ${args.join(' ')} ran over ${timeoutMs} ms:\n${stdout}${stderr}`),
+      );
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}

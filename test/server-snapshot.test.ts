@@ -11,7 +11,7 @@
 // streams the same file; a stopping member ends an in-flight snapshot with "server stopped".
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,6 +36,7 @@ import {
 import type { StreamSink } from '../src/server/streams.js';
 import {
   eventually,
+  runProcess,
   sleep,
   startCluster,
   stopCluster,
@@ -271,22 +272,9 @@ async function chorus(...args: string[]): Promise<Ran> {
   return { code, out, err };
 }
 
-function etcdctl(args: string[], timeoutMs = 20_000): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('etcdctl', args, { env: etcdctlEnv, stdio: 'pipe' });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`etcdctl ${args.join(' ')} ran over ${timeoutMs} ms: ${stdout}${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, out: stdout.split('\n'), err: stderr.split('\n') });
-    });
-  });
+async function etcdctl(args: string[], timeoutMs = 20_000): Promise<Ran> {
+  const ran = await runProcess('etcdctl', args, { env: etcdctlEnv, timeoutMs });
+  return { code: ran.code ?? -1, out: ran.stdout.split('\n'), err: ran.stderr.split('\n') };
 }
 
 /** A metric's value on one member (the member label comes first or last). */
