@@ -8,7 +8,12 @@ import assert from 'node:assert/strict';
 import { AssertionError } from '../src/core/assert.js';
 import { nodeId } from '../src/core/ids.js';
 import type { Snapshot } from '../src/raft/types.js';
-import { encodeHardStateFile, readFrame } from '../src/storage/record.js';
+import {
+  encodeHardStateFile,
+  encodeSnapshotFile,
+  readFrame,
+  snapshotFileJob,
+} from '../src/storage/record.js';
 import { StorageCorruptError } from '../src/storage/index.js';
 import {
   Incarnation,
@@ -642,3 +647,48 @@ test('saveSnapshotOfLog: saves go on while the file is written; a crash at any s
     );
   }
 });
+
+test('a snapshot file built in steps has the bytes encodeSnapshotFile writes', () => {
+  for (const size of [0, 1, 7, 1000, 70_000]) {
+    const data = Uint8Array.from({ length: size }, (_, i) => (i * 31 + 7) & 0xff);
+    const snapshot: Snapshot = {
+      metadata: {
+        index: 12,
+        term: 3,
+        confState: {
+          voters: [nodeId('a'), nodeId('b')],
+          learners: [],
+          votersOutgoing: [],
+          learnersNext: [],
+          autoLeave: false,
+        },
+      },
+      data,
+    };
+    const whole = encodeSnapshotFile(snapshot, 1 << 30);
+    for (const bytesPerStep of [1, 999, 1 << 20]) {
+      const job = snapshotFileJob(snapshot, 1 << 30, bytesPerStep);
+      let steps = 1;
+      while (!job.step()) steps++;
+      assert.deepEqual(job.result(), whole, `size ${size}, ${bytesPerStep} per step`);
+      assert.equal(steps, Math.max(1, Math.ceil(size / bytesPerStep)));
+    }
+  }
+  assert.throws(
+    () =>
+      snapshotFileJob(
+        { metadata: { index: 1, term: 1, confState: emptyConf }, data: new Uint8Array(100) },
+        50,
+        10,
+      ),
+    /exceeds 50/,
+  );
+});
+
+const emptyConf = {
+  voters: [],
+  learners: [],
+  votersOutgoing: [],
+  learnersNext: [],
+  autoLeave: false,
+};

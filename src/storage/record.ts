@@ -94,6 +94,65 @@ export const encodeSnapshotFile = (snapshot: Snapshot, sizeBytesMax: number): Ui
     sizeBytesMax,
   );
 
+/**
+ * The same bytes as encodeSnapshotFile, built in steps of at most `bytesPerStep` of the
+ * snapshot's data (copied in and checksummed as it goes), so a snapshot of hundreds of
+ * megabytes does not hold the event loop for a second. The payload is msgpack's encoding of
+ * the same array, written by hand: the array header, the small fields, then the data as one
+ * bin whose header is written before its bytes are copied.
+ */
+export function snapshotFileJob(
+  snapshot: Snapshot,
+  sizeBytesMax: number,
+  bytesPerStep: number,
+): { step(): boolean; result(): Uint8Array } {
+  const data = snapshot.data;
+  const { index, term, confState } = snapshot.metadata;
+  const fields = [0x95, formatVersion, index, term, confState].map((v, i) =>
+    i === 0 ? Uint8Array.of(v as number) : encode(v),
+  );
+  fields.push(binHeader(data.length));
+  const headBytes = fields.reduce((n, f) => n + f.length, 0);
+  const payloadLength = headBytes + data.length;
+  if (payloadLength > sizeBytesMax)
+    throw new BadInputError(`record of ${payloadLength} bytes exceeds ${sizeBytesMax}`);
+  const record = new Uint8Array(recordHeaderBytes + payloadLength);
+  writeU32(record, 0, payloadLength);
+  record[8] = RecordType.snapshot;
+  let offset = recordHeaderBytes;
+  for (const f of fields) {
+    record.set(f, offset);
+    offset += f.length;
+  }
+  let crc = crc32c(record, 8, offset);
+  let copied = 0;
+  return {
+    step: () => {
+      const end = Math.min(data.length, copied + bytesPerStep);
+      record.set(data.subarray(copied, end), offset + copied);
+      crc = crc32c(record, offset + copied, offset + end, crc);
+      copied = end;
+      if (copied < data.length) return false;
+      writeU32(record, 4, crc);
+      return true;
+    },
+    result: () => record,
+  };
+}
+
+/** msgpack's header of a bin of `length` bytes, in its shortest form (as msgpackr writes it). */
+function binHeader(length: number): Uint8Array {
+  if (length < 0x100) return Uint8Array.of(0xc4, length);
+  if (length < 0x10000) return Uint8Array.of(0xc5, length >>> 8, length & 0xff);
+  return Uint8Array.of(
+    0xc6,
+    length >>> 24,
+    (length >>> 16) & 0xff,
+    (length >>> 8) & 0xff,
+    length & 0xff,
+  );
+}
+
 /** A record framed correctly at an offset, its shape not yet checked. */
 export type Frame =
   { ok: true; type: RecordType; payload: Uint8Array; end: number } | { ok: false; reason: string };

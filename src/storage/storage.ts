@@ -33,6 +33,7 @@ import {
   pendingOpsMax,
   segmentSizeBytesMax,
   snapshotFileName,
+  snapshotFileBytesPerStep,
   snapshotSizeBytesMax,
   tmpSuffix,
   walDirName,
@@ -44,13 +45,15 @@ import {
   encodeHardStateFile,
   encodeSegmentHeader,
   encodeSnapshotFile,
+  snapshotFileJob,
   encodeSnapshotMarker,
 } from './record.js';
 import { recover, type RecoveredState, type SegmentInfo } from './recovery.js';
 import { segmentName } from './wal.js';
 
 /** Storage needs only the disk and the logger of an Env. */
-export type StorageEnv = Pick<Env, 'disk' | 'log'>;
+/** Timers, when given, spread the encoding of a periodic snapshot's file over turns. */
+export type StorageEnv = Pick<Env, 'disk' | 'log'> & Partial<Pick<Env, 'timers'>>;
 
 export type StorageDone = (error: ChorusError | undefined) => void;
 
@@ -360,13 +363,24 @@ export class RaftStorage {
         ),
       );
     }
-    let file: Uint8Array;
+    let job: ReturnType<typeof snapshotFileJob>;
     try {
-      file = encodeSnapshotFile(snapshot, snapshotSizeBytesMax);
+      job = snapshotFileJob(snapshot, snapshotSizeBytesMax, snapshotFileBytesPerStep);
     } catch (error) {
       return done(asChorusError(error));
     }
-    this.writeSnapshotFile(file, (error) => {
+    // Copied and checksummed a slice per turn of the event loop, then written.
+    const encode = (): void => {
+      const timers = this.env.timers;
+      let finished = job.step();
+      while (!finished && timers === undefined) finished = job.step();
+      if (!finished) {
+        timers!.set(0, encode);
+        return;
+      }
+      this.writeSnapshotFile(job.result(), written);
+    };
+    const written = (error: DiskError | undefined): void => {
       if (error !== undefined) {
         if (this.failure === undefined) this.fail(error, []);
         return done(error);
@@ -386,7 +400,8 @@ export class RaftStorage {
         index,
         done,
       });
-    });
+    };
+    encode();
   }
 
   private writeSnapshotFile(file: Uint8Array, done: Done): void {
