@@ -857,10 +857,11 @@ export class Raft {
   // --- proposals -----------------------------------------------------------------------------
 
   /** Appends a normal entry. Returns its index, or throws a named error. */
+  /** One proposal: its index, or throws the error that refused it. */
   propose(data: Uint8Array): number {
-    this.checkCanPropose(data.length);
-    this.appendEntries([{ term: 0, index: 0, type: 'normal', data }]);
-    return this.log.lastIndex();
+    const [result] = this.proposeBatch([data]);
+    if (result instanceof ChorusError) throw result;
+    return result!;
   }
 
   /**
