@@ -8,10 +8,13 @@ import assert from 'node:assert/strict';
 import { AssertionError } from '../src/core/assert.js';
 import { nodeId } from '../src/core/ids.js';
 import type { Snapshot } from '../src/raft/types.js';
+import { formatVersion } from '../src/storage/constants.js';
 import {
   encodeHardStateFile,
+  encodeRecord,
   encodeSnapshotFile,
   readFrame,
+  RecordType,
   snapshotFileJob,
 } from '../src/storage/record.js';
 import { StorageCorruptError } from '../src/storage/index.js';
@@ -648,7 +651,7 @@ test('saveSnapshotOfLog: saves go on while the file is written; a crash at any s
   }
 });
 
-test('a snapshot file built in steps has the bytes encodeSnapshotFile writes', () => {
+test('a snapshot file built in steps has the bytes encodeRecord writes for it', () => {
   for (const size of [0, 1, 7, 1000, 70_000]) {
     const data = Uint8Array.from({ length: size }, (_, i) => (i * 31 + 7) & 0xff);
     const snapshot: Snapshot = {
@@ -665,7 +668,9 @@ test('a snapshot file built in steps has the bytes encodeSnapshotFile writes', (
       },
       data,
     };
-    const whole = encodeSnapshotFile(snapshot, 1 << 30);
+    const { index, term, confState } = snapshot.metadata;
+    const whole = encodeRecord(RecordType.snapshot, [formatVersion, index, term, confState, data]);
+    assert.deepEqual(encodeSnapshotFile(snapshot, 1 << 30), whole);
     for (const bytesPerStep of [1, 999, 1 << 20]) {
       const job = snapshotFileJob(snapshot, 1 << 30, bytesPerStep);
       let steps = 1;

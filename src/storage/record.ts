@@ -81,25 +81,20 @@ export const encodeHardStateFile = (hardState: HardState): Uint8Array =>
     hardState.commit,
   ]);
 
-export const encodeSnapshotFile = (snapshot: Snapshot, sizeBytesMax: number): Uint8Array =>
-  encodeRecord(
-    RecordType.snapshot,
-    [
-      formatVersion,
-      snapshot.metadata.index,
-      snapshot.metadata.term,
-      snapshot.metadata.confState,
-      snapshot.data,
-    ],
-    sizeBytesMax,
-  );
+/** The snapshot file in one pass (snapshotFileJob with no step limit). */
+export function encodeSnapshotFile(snapshot: Snapshot, sizeBytesMax: number): Uint8Array {
+  const job = snapshotFileJob(snapshot, sizeBytesMax, Infinity);
+  while (!job.step());
+  return job.result();
+}
 
 /**
- * The same bytes as encodeSnapshotFile, built in steps of at most `bytesPerStep` of the
- * snapshot's data (copied in and checksummed as it goes), so a snapshot of hundreds of
- * megabytes does not hold the event loop for a second. The payload is msgpack's encoding of
- * the same array, written by hand: the array header, the small fields, then the data as one
- * bin whose header is written before its bytes are copied.
+ * The snapshot file, a record of `[formatVersion, index, term, confState, data]`, built in
+ * steps of at most `bytesPerStep` of the snapshot's data (copied in and checksummed as it
+ * goes), so a snapshot of hundreds of megabytes does not hold the event loop for a second.
+ * The payload is msgpack's encoding of that array written by hand, the bytes encodeRecord
+ * would write: the array header, the small fields, then the data as one bin whose header is
+ * written before its bytes are copied.
  */
 export function snapshotFileJob(
   snapshot: Snapshot,
