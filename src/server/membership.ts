@@ -80,13 +80,12 @@ function decodeContext(bytes: Uint8Array | undefined): MemberContext | undefined
 
 /** A member's table entry as stored in a snapshot (ids as decimal strings). */
 type StoredMember = [string, NodeId, string, string[], string[], boolean];
-type StoredTable = [StoredMember[], string[], NodeId[], string];
+type StoredTable = [StoredMember[], [NodeId, string][], string];
 
 export class MemberTable {
   private readonly members = new Map<NodeId, Member>();
-  /** Ids of removed members: never added again (etcd: "ID removed"). */
-  private readonly removedIds = new Set<string>();
-  private readonly removedNodes = new Set<NodeId>();
+  /** Removed members, node → id: an id is never added again (etcd: "ID removed"). */
+  private readonly removed = new Map<NodeId, string>();
   /** Decimal; '' until the founding entries (or a snapshot) are applied. */
   clusterId = '';
 
@@ -106,15 +105,15 @@ export class MemberTable {
   }
 
   wasRemoved(id: bigint): boolean {
-    return this.removedIds.has(id.toString());
+    return [...this.removed.values()].includes(id.toString());
   }
 
   isRemoved(node: NodeId): boolean {
-    return this.removedNodes.has(node);
+    return this.removed.has(node);
   }
 
   removedNodeIds(): NodeId[] {
-    return [...this.removedNodes];
+    return [...this.removed.keys()];
   }
 
   get size(): number {
@@ -130,8 +129,7 @@ export class MemberTable {
       if (type === 'remove-node') {
         if (member === undefined) continue;
         this.members.delete(node);
-        this.removedIds.add(member.id.toString());
-        this.removedNodes.add(node);
+        this.removed.set(node, member.id.toString());
         continue;
       }
       const isLearner = type === 'add-learner';
@@ -175,21 +173,18 @@ export class MemberTable {
         [...m.clientUrls],
         m.isLearner,
       ]),
-      [...this.removedIds],
-      [...this.removedNodes],
+      [...this.removed],
       this.clusterId,
     ];
   }
 
   restore(stored: StoredTable): void {
-    const [members, removedIds, removedNodes, clusterId] = stored;
+    const [members, removed, clusterId] = stored;
     this.members.clear();
-    this.removedIds.clear();
-    this.removedNodes.clear();
+    this.removed.clear();
     for (const [id, node, name, peerUrls, clientUrls, isLearner] of members)
       this.members.set(node, { id: BigInt(id), node, name, peerUrls, clientUrls, isLearner });
-    for (const id of removedIds) this.removedIds.add(id);
-    for (const node of removedNodes) this.removedNodes.add(node);
+    for (const [node, id] of removed) this.removed.set(node, id);
     this.clusterId = clusterId;
   }
 }
