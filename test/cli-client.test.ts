@@ -26,6 +26,8 @@ import {
 } from '../src/client/requests.js';
 import {
   chorusBin,
+  etcdctlEnv,
+  etcdctlMissing,
   eventually,
   freePorts,
   runProcess,
@@ -287,12 +289,11 @@ describe('chorus client commands against a 3-process cluster', { timeout: 30_000
   // the same member must print the same bytes. Only what does not change between the two
   // runs is compared (no TTLs, no Raft indexes, one endpoint so the headers agree).
   test('the same output as etcdctl, byte for byte', async (t) => {
-    const probe = spawnSync('etcdctl', ['version'], { env: { ...process.env, ETCDCTL_API: '3' } });
-    if (probe.error !== undefined) return t.skip('etcdctl is not installed (Debian: etcd-client)');
+    if (etcdctlMissing !== false) return t.skip(etcdctlMissing);
     const one = endpoints.split(',')[0]!;
     const etcdctl = (args: string[]): { status: number | null; stdout: string; stderr: string } => {
       const r = spawnSync('etcdctl', [`--endpoints=${one}`, ...args], {
-        env: { ...process.env, ETCDCTL_API: '3' },
+        env: etcdctlEnv,
         encoding: 'utf8',
         timeout: 10_000,
       });
@@ -385,14 +386,15 @@ describe('chorus client commands against a 3-process cluster', { timeout: 30_000
     );
   });
 
-  test('watch prints a put as it happens and stops on Ctrl-C with exit code 0', async () => {
-    const from = (await revision()) + 1;
-    // Starting at the next revision, the put is seen even if it lands before the watch is set.
-    const child = spawn(
-      process.execPath,
-      [chorusBin, 'watch', 'w/', '--prefix', '--rev', String(from), '--endpoints', endpoints],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+  /** `chorus watch …` running until interrupted: its output so far; Ctrl-C and its exit code. */
+  function startWatch(args: string[]): {
+    stdout(): string;
+    interrupt(): Promise<{ code: unknown; stderr: string }>;
+    kill(): void;
+  } {
+    const child = spawn(process.execPath, [chorusBin, 'watch', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
@@ -400,21 +402,45 @@ describe('chorus client commands against a 3-process cluster', { timeout: 30_000
     const exited = new Promise<number | null>((resolve) =>
       child.on('exit', (code) => resolve(code)),
     );
+    return {
+      stdout: () => stdout,
+      interrupt: async () => {
+        child.kill('SIGINT');
+        const code = await Promise.race([
+          exited,
+          new Promise((r) => setTimeout(() => r('hung'), 5_000)),
+        ]);
+        return { code, stderr };
+      },
+      kill: () => {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      },
+    };
+  }
+
+  test('watch prints a put as it happens and stops on Ctrl-C with exit code 0', async () => {
+    const from = (await revision()) + 1;
+    // Starting at the next revision, the put is seen even if it lands before the watch is set.
+    const watch = startWatch(['w/', '--prefix', '--rev', String(from), '--endpoints', endpoints]);
     try {
       await ok('put', 'w/one', 'hello');
       await ok('del', 'w/one');
       await eventually('the watch prints both events', 10_000, () =>
-        Promise.resolve(stdout.includes('DELETE') ? true : undefined),
+        Promise.resolve(watch.stdout().includes('DELETE') ? true : undefined),
       );
-      assert.deepEqual(stdout.split('\n'), ['PUT', 'w/one', 'hello', 'DELETE', 'w/one', '', '']);
-      child.kill('SIGINT');
-      const code = await Promise.race([
-        exited,
-        new Promise((r) => setTimeout(() => r('hung'), 5_000)),
+      assert.deepEqual(watch.stdout().split('\n'), [
+        'PUT',
+        'w/one',
+        'hello',
+        'DELETE',
+        'w/one',
+        '',
+        '',
       ]);
+      const { code, stderr } = await watch.interrupt();
       assert.equal(code, 0, stderr);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      watch.kill();
     }
   });
 
@@ -576,23 +602,17 @@ describe('chorus client commands against a 3-process cluster', { timeout: 30_000
     const follower = status.find((cols) => cols[4] === 'false')!;
     const member = cluster!.members.find((m) => `127.0.0.1:${m.clientPort}` === follower[0])!;
     const others = cluster!.endpoints.filter((e) => e !== follower[0]);
-    const child = spawn(
-      process.execPath,
-      [chorusBin, 'watch', 'lost/', '--prefix', '--endpoints', [follower[0], ...others].join(',')],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-    const exited = new Promise<number | null>((resolve) =>
-      child.on('exit', (code) => resolve(code)),
-    );
+    const watch = startWatch([
+      'lost/',
+      '--prefix',
+      '--endpoints',
+      [follower[0], ...others].join(','),
+    ]);
     try {
       // The watch has no --rev here: keep putting until it has seen one, so it is surely set.
       await eventually('the watch sees a put through its first member', 10_000, async () => {
         await ok('put', 'lost/before', 'x');
-        return stdout.includes('lost/before') ? true : undefined;
+        return watch.stdout().includes('lost/before') ? true : undefined;
       });
       member.child.kill('SIGTERM');
       await member.exited;
@@ -602,17 +622,13 @@ describe('chorus client commands against a 3-process cluster', { timeout: 30_000
       });
       assert.equal(after, 0);
       await eventually('the watch sees the put after its member stopped', 10_000, () =>
-        Promise.resolve(stdout.includes('lost/after') ? true : undefined),
+        Promise.resolve(watch.stdout().includes('lost/after') ? true : undefined),
       );
-      assert.ok(stdout.endsWith('PUT\nlost/after\ny\n'), stdout);
-      child.kill('SIGINT');
-      const code = await Promise.race([
-        exited,
-        new Promise((r) => setTimeout(() => r('hung'), 5_000)),
-      ]);
+      assert.ok(watch.stdout().endsWith('PUT\nlost/after\ny\n'), watch.stdout());
+      const { code, stderr } = await watch.interrupt();
       assert.equal(code, 0, stderr);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      watch.kill();
     }
   });
 });

@@ -7,8 +7,9 @@
 // `.ci/run` installs it when it runs as root.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import {
+  etcdctlEnv,
+  etcdctlMissing,
   eventually,
   freePorts,
   runProcess,
@@ -18,13 +19,6 @@ import {
   type Ran,
 } from './server-helpers.js';
 
-const etcdctlEnv = { ...process.env, ETCDCTL_API: '3' };
-const probe = spawnSync('etcdctl', ['version'], { env: etcdctlEnv, encoding: 'utf8' });
-const notInstalled =
-  probe.error !== undefined || probe.status !== 0
-    ? 'etcdctl is not installed: install Debian\'s "etcd-client" package (.ci/run does as root) to run the etcdctl compatibility tests'
-    : false;
-
 /** How long one short etcdctl command may take before it is killed and the test fails. */
 const commandTimeoutMs = 15_000;
 /** `check perf --load=s` writes for 60 s, then reports. */
@@ -32,7 +26,7 @@ const checkPerfTimeoutMs = 100_000;
 
 describe(
   'etcdctl 3.4 against a 3-process Chorus cluster',
-  { skip: notInstalled, timeout: 180_000 },
+  { skip: etcdctlMissing, timeout: 180_000 },
   () => {
     let cluster: Cluster;
     let endpoints: string;

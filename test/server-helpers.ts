@@ -1,7 +1,7 @@
 // Shared by the server tests: real `chorus server` processes on loopback with ephemeral
 // ports, each started exactly as an operator would (node bin/chorus.js server …), and
 // waits that are all bounded.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -248,3 +248,17 @@ export function runProcess(
     child.stdin.end(options.input ?? '');
   });
 }
+
+/** The environment etcdctl 3.4 needs for the v3 API. */
+export const etcdctlEnv: NodeJS.ProcessEnv = { ...process.env, ETCDCTL_API: '3' };
+
+/**
+ * Why the etcdctl tests skip (etcdctl is not installed), or false when it runs: a value for
+ * node:test's `skip` option.
+ */
+export const etcdctlMissing: string | false = (() => {
+  const probe = spawnSync('etcdctl', ['version'], { env: etcdctlEnv, encoding: 'utf8' });
+  return probe.error !== undefined || probe.status !== 0
+    ? 'etcdctl is not installed: install Debian\'s "etcd-client" package (.ci/run does as root) to run the etcdctl compatibility tests'
+    : false;
+})();

@@ -11,7 +11,6 @@
 // streams the same file; a stopping member ends an in-flight snapshot with "server stopped".
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,6 +34,8 @@ import {
 } from '../src/server/snapshot-file.js';
 import type { StreamSink } from '../src/server/streams.js';
 import {
+  etcdctlEnv,
+  etcdctlMissing,
   eventually,
   runProcess,
   sleep,
@@ -251,13 +252,6 @@ describe('the snapshot file and stream, without sockets', () => {
   });
 });
 
-const etcdctlEnv = { ...process.env, ETCDCTL_API: '3' };
-const etcdctlProbe = spawnSync('etcdctl', ['version'], { env: etcdctlEnv, encoding: 'utf8' });
-const noEtcdctl =
-  etcdctlProbe.error !== undefined || etcdctlProbe.status !== 0
-    ? 'etcdctl is not installed: install Debian\'s "etcd-client" package to run this test'
-    : false;
-
 interface Ran {
   code: number;
   out: string[];
@@ -375,7 +369,7 @@ describe('snapshots of a live 3-process cluster', { timeout: 150_000 }, () => {
 
   test(
     'etcdctl 3.4 saves a Chorus snapshot that chorus snapshot status verifies',
-    { skip: noEtcdctl },
+    { skip: etcdctlMissing },
     async () => {
       const theirs = join(dir, 'etcdctl.snap');
       const ran = await etcdctl([`--endpoints=${leader.endpoint}`, 'snapshot', 'save', theirs]);
