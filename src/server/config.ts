@@ -56,7 +56,8 @@ export const settings: readonly Setting[] = [
   {
     flag: 'name',
     value: 'name',
-    description: "this member's name, unique in the cluster; also its Raft node id",
+    description:
+      "this member's name, unique in the cluster (a founding member's Raft node id; a member added later gets one from its peer URL)",
     default: () => 'default',
   },
   {
@@ -94,7 +95,7 @@ export const settings: readonly Setting[] = [
     flag: 'initial-cluster-state',
     value: 'new|existing',
     description:
-      "'new' for a member of a cluster being created; 'existing' for a member (re)joining one whose configuration already lists it",
+      "'new' for a founding member of a cluster being created; 'existing' for a member joining a running cluster after `member add` of its peer URL (a restart ignores both)",
     default: () => 'new',
   },
   {

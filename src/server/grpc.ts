@@ -1,7 +1,7 @@
 /**
  * The etcd v3 gRPC services on @grpc/grpc-js. Every method of the six services declared in
  * proto/ gets a handler: the implemented ones go through the Dispatcher, the rest (Auth,
- * membership changes) answer UNIMPLEMENTED with a message saying so.
+ * Downgrade) answer UNIMPLEMENTED with a message saying so.
  *
  * grpc-js does not listen itself: the client listener (listener.ts) hands it the sockets
  * that speak HTTP/2, through a connection injector, so gRPC and the JSON gateway share the
