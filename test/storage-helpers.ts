@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import type { ChorusError } from '../src/core/errors.js';
 import { seededRandom } from '../src/core/prng.js';
-import type { LogFields, Logger } from '../src/env/env.js';
+import type { LogFields, Logger, Timers } from '../src/env/env.js';
+import type { TimerId } from '../src/core/ids.js';
 import type { Entry, HardState } from '../src/raft/types.js';
 import { SimDisk, SimDiskState, quietDisk, type DiskFaults } from '../src/sim/disk.js';
 import { EventQueue } from '../src/sim/queue.js';
@@ -44,13 +45,26 @@ export class Incarnation {
   now = 0;
   readonly log = recordingLogger();
   readonly disk: SimDisk;
-  readonly env: { disk: SimDisk; log: Logger };
+  readonly env: { disk: SimDisk; log: Logger; timers: Timers };
+  private readonly cancelled = new Set<number>();
+  private nextTimer = 0;
 
   constructor(readonly state: SimDiskState) {
     this.disk = new SimDisk(state, (delayMs, fn) => {
       this.queue.push(this.now + delayMs, fn);
     });
-    this.env = { disk: this.disk, log: this.log };
+    // Timers on the same event queue (storage spreads snapshot-file encoding over them).
+    const timers: Timers = {
+      set: (delayMs, fn) => {
+        const id = this.nextTimer++;
+        this.queue.push(this.now + delayMs, () => {
+          if (!this.cancelled.delete(id)) fn();
+        });
+        return id as TimerId;
+      },
+      cancel: (id) => void this.cancelled.add(id),
+    };
+    this.env = { disk: this.disk, log: this.log, timers };
   }
 
   /** Runs at most `max` events; returns how many ran. */

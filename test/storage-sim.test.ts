@@ -613,6 +613,22 @@ test('saveSnapshotOfLog: saves go on while the file is written; a crash at any s
       settle(life, (done) => storage.compact(8, done)),
       undefined,
     );
+    // A close waits for a snapshot file in progress (5 MiB: encoded over several turns) and
+    // its marker: nothing after it.
+    save(life, storage, { hardState: hardState(1, 'a', 10) });
+    const closing: string[] = [];
+    const big = { ...snapshotAt(10, 1), data: new Uint8Array(5 * 1024 * 1024).fill(9) };
+    storage.saveSnapshotOfLog(big, (e) => closing.push(`snapshot ${e?.message ?? ''}`));
+    storage.close((e) => closing.push(`close ${e?.message ?? ''}`));
+    life.run();
+    assert.deepEqual(closing, ['snapshot ', 'close ']);
+    state.crash();
+    const reopened = new Incarnation(state);
+    assert.equal(open(reopened).recovered.snapshot?.metadata.index, 10);
+    assert.ok(
+      !reopened.log.lines.some((line) => line.message.includes('marker was lost')),
+      'the marker was written before the close',
+    );
   }
   for (let step = 0; step < 60; step++) {
     const state = diskState(step);

@@ -172,7 +172,9 @@ export class RaftStorage {
    */
   private readonly snapshotFiles: { file: Uint8Array; done: Done }[] = [];
   private snapshotFileBusy = false;
-  /** Runs once no snapshot file is being written (close waits for them). */
+  /** saveSnapshotOfLog calls whose marker is not queued yet (encoding or writing the file). */
+  private snapshotsOfLogPending = 0;
+  /** Runs once no snapshot file is being encoded or written (close waits for them). */
   private readonly afterSnapshotFiles: (() => void)[] = [];
   private closed = false;
   private failure: ChorusError | undefined;
@@ -369,6 +371,7 @@ export class RaftStorage {
     } catch (error) {
       return done(asChorusError(error));
     }
+    this.snapshotsOfLogPending++;
     // Copied and checksummed a slice per turn of the event loop, then written.
     const encode = (): void => {
       const timers = this.env.timers;
@@ -381,27 +384,46 @@ export class RaftStorage {
       this.writeSnapshotFile(job.result(), written);
     };
     const written = (error: DiskError | undefined): void => {
-      if (error !== undefined) {
-        if (this.failure === undefined) this.fail(error, []);
-        return done(error);
-      }
-      if (this.failure !== undefined)
-        return done(new ChorusError(this.failure.code, `storage failed: ${this.failure.message}`));
-      // Superseded meanwhile by an installed snapshot (whose file replaced this one): no marker.
-      if (index <= this.snapshotIndex) return done(undefined);
-      // Committed entries are never rewritten, so the log still holds index with term.
-      this.terms = this.terms.slice(index - this.snapshotIndex);
-      this.snapshotIndex = index;
-      this.snapshotTerm = term;
-      this.enqueue({
-        kind: 'snapshot',
-        file: undefined,
-        marker: encodeSnapshotMarker(index, term),
-        index,
-        done,
-      });
+      this.snapshotsOfLogPending--;
+      this.queueMarker(index, term, error, done);
+      // A close that waited for this snapshot now queues behind its marker.
+      this.runIfSnapshotFilesIdle();
     };
     encode();
+  }
+
+  /** After saveSnapshotOfLog's file: its marker joins the queue, unless it cannot or need not. */
+  private queueMarker(
+    index: number,
+    term: number,
+    error: DiskError | undefined,
+    done: StorageDone,
+  ): void {
+    if (error !== undefined) {
+      if (this.failure === undefined) this.fail(error, []);
+      return done(error);
+    }
+    if (this.failure !== undefined)
+      return done(new ChorusError(this.failure.code, `storage failed: ${this.failure.message}`));
+    // Superseded meanwhile by an installed snapshot (whose file replaced this one): no marker.
+    if (index <= this.snapshotIndex) return done(undefined);
+    // Committed entries are never rewritten, so the log still holds index with term.
+    this.terms = this.terms.slice(index - this.snapshotIndex);
+    this.snapshotIndex = index;
+    this.snapshotTerm = term;
+    this.enqueue({
+      kind: 'snapshot',
+      file: undefined,
+      marker: encodeSnapshotMarker(index, term),
+      index,
+      done,
+    });
+  }
+
+  private runIfSnapshotFilesIdle(): void {
+    const idle =
+      !this.snapshotFileBusy && this.snapshotFiles.length === 0 && this.snapshotsOfLogPending === 0;
+    if (idle) for (const run of this.afterSnapshotFiles.splice(0)) run();
   }
 
   private writeSnapshotFile(file: Uint8Array, done: Done): void {
@@ -412,10 +434,7 @@ export class RaftStorage {
   private pumpSnapshotFiles(): void {
     if (this.snapshotFileBusy) return;
     const next = this.snapshotFiles.shift();
-    if (next === undefined) {
-      for (const run of this.afterSnapshotFiles.splice(0)) run();
-      return;
-    }
+    if (next === undefined) return this.runIfSnapshotFilesIdle();
     this.snapshotFileBusy = true;
     this.writeAtomic(snapshotFileName, next.file, (error) => {
       this.snapshotFileBusy = false;
@@ -442,9 +461,9 @@ export class RaftStorage {
   close(done: StorageDone): void {
     if (!this.admit(done)) return;
     this.closed = true;
-    const close = (): void => this.enqueue({ kind: 'close', done });
-    if (this.snapshotFileBusy || this.snapshotFiles.length > 0) this.afterSnapshotFiles.push(close);
-    else close();
+    // After every snapshot file in progress, and the markers they queue.
+    this.afterSnapshotFiles.push(() => this.enqueue({ kind: 'close', done }));
+    this.runIfSnapshotFilesIdle();
   }
 
   // ---- validation ---------------------------------------------------------------------
