@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { crc32c } from '../src/core/crc32c.js';
 import { encodeFrame, FrameDecoder } from '../src/core/frame.js';
 import { seededRandom } from '../src/core/prng.js';
-import { decode, encode } from '../src/core/codec.js';
+import { concatBytes, joinInSteps } from '../src/core/bytes.js';
+import { decode, encode, msgpackArray, msgpackMapHeader } from '../src/core/codec.js';
 import { BadInputError, ChorusError, describeError } from '../src/core/errors.js';
 import { assert as check, AssertionError } from '../src/core/assert.js';
 
@@ -89,6 +90,47 @@ test('codec round trip and typed error on garbage', () => {
   const value = { type: 'gossip', values: [[1, 'a']], n: 2 ** 40 };
   assert.deepEqual(decode(encode(value)), value);
   assert.throws(() => decode(new Uint8Array([0x92, 0x01])), BadInputError);
+});
+
+test('msgpack framed from pieces decodes as the encoded array, at every header size', () => {
+  const bytesOf = (n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => i & 0xff);
+  for (const length of [0, 1, 255, 256, 65_535, 65_536, 70_000]) {
+    const binary = bytesOf(length);
+    // The binary split at a few points; the frame must not depend on the split.
+    const pieces = [binary.subarray(0, length >> 1), binary.subarray(length >> 1)];
+    const framed = Buffer.from(
+      concatBytes(msgpackArray([{ value: { a: 1 } }, { binary: pieces }])),
+    );
+    assert.deepEqual(decode(framed), decode(encode([{ a: 1 }, binary])), `bin of ${length}`);
+  }
+  for (const count of [0, 15, 16, 65_536]) {
+    const items = Array.from({ length: count }, (_, i) => i);
+    const framed = concatBytes(msgpackArray(items.map((value) => ({ value }))));
+    assert.deepEqual(decode(framed), items, `array of ${count}`);
+  }
+  const map = concatBytes([msgpackMapHeader(1), encode('k'), encode(7)]);
+  assert.deepEqual(decode(map), { k: 7 });
+});
+
+test('joinInSteps copies at most the budget per call and joins the pieces in order', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.uint8Array({ maxLength: 40 }), { minLength: 2, maxLength: 8 }),
+      fc.integer({ min: 1, max: 50 }),
+      (pieces, budget) => {
+        const total = pieces.reduce((n, p) => n + p.length, 0);
+        const join = joinInSteps(pieces);
+        let calls = 1;
+        let joined = join(budget);
+        while (joined === undefined) {
+          calls++;
+          joined = join(budget);
+        }
+        assert.deepEqual(joined, concatBytes(pieces));
+        assert.ok(calls <= Math.max(1, Math.ceil(total / budget)) + 1, `${calls} calls`);
+      },
+    ),
+  );
 });
 
 test('errors chain cause and assertions throw', () => {

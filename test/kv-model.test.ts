@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { BadInputError } from '../src/core/errors.js';
+import { concatBytes } from '../src/core/bytes.js';
 import { encode } from '../src/core/codec.js';
 import { seededRandom } from '../src/core/prng.js';
 import { applyDeleteRange, applyPut, applyRange, applyTxn } from '../src/kv/apply.js';
@@ -1368,7 +1369,7 @@ test('a snapshot taken in steps holds the state of its start, whatever is writte
     txn.end();
   }
   assert.ok(steps > 5, `taken in ${steps + 1} steps`);
-  const restored = MvccStore.restore(job.result());
+  const restored = MvccStore.restore(concatBytes(job.result()));
   restored.checkInvariants();
   assert.deepEqual(restored.hashKv(), before);
   assert.deepEqual(restored.snapshot(), whole, 'the same store as a one-step snapshot');
@@ -1388,7 +1389,7 @@ test('a snapshot step is bounded by revisions too: few keys with long histories 
   let steps = 1;
   while (!job.step()) steps++;
   assert.ok(steps >= 4, `${revisions} revisions of 40 keys took ${steps} steps`);
-  const restored = MvccStore.restore(job.result());
+  const restored = MvccStore.restore(concatBytes(job.result()));
   restored.checkInvariants();
   assert.deepEqual(restored.hashKv(), store.hashKv());
 });

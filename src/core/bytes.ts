@@ -1,4 +1,4 @@
-/** Small byte helpers shared by framing, the WAL and protocols: little-endian u32 and concat. */
+/** Small byte helpers shared by framing, the WAL and protocols: little-endian u32 and joins. */
 
 export function writeU32(target: Uint8Array, offset: number, value: number): void {
   target[offset] = value & 0xff;
@@ -29,4 +29,35 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
     offset += part.length;
   }
   return result;
+}
+
+/**
+ * Joins pieces into one buffer, at most `budget` bytes per call; the buffer once whole. A
+ * single piece is the buffer itself.
+ */
+export function joinInSteps(
+  pieces: readonly Uint8Array[],
+): (budget: number) => Uint8Array | undefined {
+  if (pieces.length === 1) return () => pieces[0];
+  let length = 0;
+  for (const piece of pieces) length += piece.length;
+  const joined = new Uint8Array(length);
+  let piece = 0;
+  let offset = 0; // within pieces[piece]
+  let at = 0; // within joined
+  return (budget) => {
+    while (budget > 0 && piece < pieces.length) {
+      const source = pieces[piece]!;
+      const take = Math.min(budget, source.length - offset);
+      joined.set(source.subarray(offset, offset + take), at);
+      at += take;
+      offset += take;
+      budget -= take;
+      if (offset === source.length) {
+        piece++;
+        offset = 0;
+      }
+    }
+    return piece === pieces.length ? joined : undefined;
+  };
 }

@@ -7,7 +7,8 @@
  * Leases live here too (the replicated table); keys attach to and detach from leases as
  * puts and deletes apply, and a revocation deletes every attached key in one revision.
  */
-import { decode, encode } from '../core/codec.js';
+import { concatBytes } from '../core/bytes.js';
+import { decode, msgpackArray } from '../core/codec.js';
 import type { SnapshotJob, StateMachine } from '../raft/driver.js';
 import type { Entry } from '../raft/types.js';
 import { applyDeleteRange, applyPut, applyRange, applyTxn } from './apply.js';
@@ -147,14 +148,22 @@ export class KvMachine implements StateMachine, WatchHistory {
   }
 
   snapshot(): Uint8Array {
-    return encode([this.store.snapshot(), this.leases.snapshot()]);
+    const job = this.snapshotJob();
+    while (!job.step());
+    return concatBytes(job.result());
   }
 
-  /** The store is cloned now (O(1)) and encoded in steps; the lease table is small. */
+  /**
+   * The store is cloned now (O(1)) and encoded in steps; the lease table is small. The
+   * format is msgpack [store snapshot, lease table].
+   */
   snapshotJob(): SnapshotJob {
     const store = this.store.snapshotJob(this.snapshotKeysPerStep);
     const leases = this.leases.snapshot();
-    return { step: () => store.step(), result: () => encode([store.result(), leases]) };
+    return {
+      step: () => store.step(),
+      result: () => msgpackArray([{ binary: store.result() }, { value: leases }]),
+    };
   }
 
   restore(data: Uint8Array): void {

@@ -19,7 +19,8 @@
  * (copy-on-write by path). A `Rev` is never mutated once linked, so histories are shared.
  */
 import { assert, assertInteger } from '../core/assert.js';
-import { decode, encode } from '../core/codec.js';
+import { concatBytes } from '../core/bytes.js';
+import { decode, encode, msgpackArray, msgpackMapHeader } from '../core/codec.js';
 import { crc32c } from '../core/crc32c.js';
 import { BadInputError } from '../core/errors.js';
 import { KvError } from './errors.js';
@@ -930,16 +931,16 @@ export class MvccStore {
   snapshot(): Uint8Array {
     const job = this.snapshotJob(Infinity);
     while (!job.step());
-    return job.result();
+    return concatBytes(job.result());
   }
 
   /**
    * A snapshot taken in steps, so a large store does not stall the process: the state is
    * fixed now (an O(1) copy-on-write clone), and each `step()` encodes the next
-   * `keysPerStep` keys; it returns true once every key is encoded, then `result()` holds a
-   * snapshot `restore` reads. Writes to this store meanwhile do not touch the clone.
+   * `keysPerStep` keys; it returns true once every key is encoded, then `result()` holds the
+   * pieces of a snapshot `restore` reads (their concatenation; the parts are not copied). Writes to this store meanwhile do not touch the clone.
    */
-  snapshotJob(keysPerStep = 20_000): { step(): boolean; result(): Uint8Array } {
+  snapshotJob(keysPerStep = 20_000): { step(): boolean; result(): Uint8Array[] } {
     const frozen = this.clone().state;
     const leaves: Leaf[] = [];
     frozen.index.forEachLeaf((leaf) => leaves.push(leaf));
@@ -968,10 +969,18 @@ export class MvccStore {
         parts.push(encode(imageOf(keys, chains, frozen.revision, frozen.compacted)));
       return next >= leaves.length;
     };
-    const result = (): Uint8Array => {
+    const result = (): Uint8Array[] => {
       assert(next >= leaves.length, 'snapshot job not finished');
-      // One part is the plain format; several are wrapped (restore reads both).
-      return parts.length === 1 ? parts[0]! : encode({ format: mvccLimits.snapshotFormat, parts });
+      // One part is the plain format; several are wrapped as { format, parts } (restore
+      // reads both), framed around the parts rather than copying them.
+      if (parts.length === 1) return [parts[0]!];
+      return [
+        msgpackMapHeader(2),
+        encode('format'),
+        encode(mvccLimits.snapshotFormat),
+        encode('parts'),
+        ...msgpackArray(parts.map((part) => ({ binary: [part] }))),
+      ];
     };
     return { step, result };
   }

@@ -26,3 +26,8 @@ export const entryBytesMax = 1536 * 1024;
  * etcd refuses at the same depth (maxGapBetweenApplyAndCommitIndex).
  */
 export const proposalsPendingMax = 5000;
+/**
+ * Bytes of a state machine's snapshot joined into one buffer per turn of the event loop
+ * (a copy runs at several GB/s, so a step is a few milliseconds).
+ */
+export const snapshotJoinBytesPerStep = 8 * 1024 * 1024;

@@ -14,11 +14,12 @@
  * error stops the process (FatalError): durable state can no longer be trusted.
  */
 import { assert } from '../core/assert.js';
+import { joinInSteps } from '../core/bytes.js';
 import { ChorusError, FatalError, asChorusError } from '../core/errors.js';
 import type { NodeId, TimerId } from '../core/ids.js';
 import type { Env } from '../env/env.js';
 import { RemoteError, Rpc } from '../transport/rpc.js';
-import { proposalsPendingMax } from './constants.js';
+import { proposalsPendingMax, snapshotJoinBytesPerStep } from './constants.js';
 import { malformedReason, type Message } from './messages.js';
 import type { ConfChange, RaftConfig, RestoredState } from './raft.js';
 import { RawNode, type Ready } from './rawnode.js';
@@ -59,7 +60,12 @@ export interface StateMachine {
 export interface SnapshotJob {
   /** Encodes the next part; true once every part is encoded. */
   step(): boolean;
-  result(): Uint8Array;
+  /**
+   * The snapshot as pieces whose concatenation is its bytes (what `snapshot()` would
+   * return): each layer frames the one inside it without copying, and the driver joins the
+   * pieces in steps (a 100 MB snapshot copied three times in one turn stalled the node 1.6 s).
+   */
+  result(): Uint8Array[];
 }
 
 export interface DriverOptions {
@@ -424,24 +430,25 @@ export class RaftDriver {
       return this.saveOwnSnapshot({ metadata, data: this.options.stateMachine.snapshot() });
     let steps = 0;
     let longestStepMs = 0;
+    // Encode the parts, then join their pieces into one buffer, one bounded step per turn.
+    let join: ((budget: number) => Uint8Array | undefined) | undefined;
     const pump = (): void => {
       if (this.stopped) return;
       const stepStartedMs = clock.monotonicMs();
-      const finished = job.step();
+      let data: Uint8Array | undefined;
+      if (join !== undefined) data = join(snapshotJoinBytesPerStep);
+      else if (job.step()) join = joinInSteps(job.result());
       steps++;
       longestStepMs = Math.max(longestStepMs, clock.monotonicMs() - stepStartedMs);
-      if (!finished) {
+      if (data === undefined) {
         this.env.timers.set(0, pump);
         return;
       }
-      const resultStartedMs = clock.monotonicMs();
-      const data = job.result();
       this.env.log.info('snapshot encoded', {
         index,
         bytes: data.length,
         steps,
         longestStepMs: Math.round(longestStepMs),
-        resultMs: Math.round(clock.monotonicMs() - resultStartedMs),
         encodeMs: Math.round(clock.monotonicMs() - startedMs),
       });
       this.saveOwnSnapshot({ metadata, data });

@@ -16,7 +16,8 @@
  * to the KV machine, and puts the table into every snapshot, so a member that joins from a
  * snapshot learns the membership with the data. Deterministic: no clock, no randomness.
  */
-import { decode, encode } from '../core/codec.js';
+import { concatBytes } from '../core/bytes.js';
+import { decode, encode, msgpackArray } from '../core/codec.js';
 import { isNodeId, type NodeId } from '../core/ids.js';
 import type { SnapshotJob, StateMachine } from '../raft/driver.js';
 import { decodeConfChange, type ConfChange } from '../raft/raft.js';
@@ -240,17 +241,20 @@ export class ClusterMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    return encode([this.table.toStored(), this.inner.snapshot()]);
+    const job = this.snapshotJob();
+    while (!job.step());
+    return concatBytes(job.result());
   }
 
+  /** msgpack [member table, the inner machine's snapshot], the inner one framed, not copied. */
   snapshotJob(): SnapshotJob {
     const table = this.table.toStored();
     const job = this.inner.snapshotJob?.();
-    if (job === undefined) {
-      const data = this.inner.snapshot();
-      return { step: () => true, result: () => encode([table, data]) };
-    }
-    return { step: () => job.step(), result: () => encode([table, job.result()]) };
+    const inner = job ?? { step: () => true, result: () => [this.inner.snapshot()] };
+    return {
+      step: () => inner.step(),
+      result: () => msgpackArray([{ value: table }, { binary: inner.result() }]),
+    };
   }
 
   restore(data: Uint8Array): void {

@@ -24,6 +24,7 @@
  */
 import { createHash } from 'node:crypto';
 import { assert } from '../core/assert.js';
+import { piecesLength } from '../core/codec.js';
 import { BadInputError } from '../core/errors.js';
 import { LeaseTable } from '../kv/lease.js';
 import { KvMachine } from '../kv/machine.js';
@@ -65,7 +66,8 @@ export interface SnapshotLayout {
   bodyBytes: number;
 }
 
-export function snapshotLayout(meta: SnapshotMeta, machine: Uint8Array): SnapshotLayout {
+/** `machine`: the machine's snapshot as pieces (SnapshotJob.result), streamed without a join. */
+export function snapshotLayout(meta: SnapshotMeta, machine: readonly Uint8Array[]): SnapshotLayout {
   const metaBytes = new TextEncoder().encode(JSON.stringify(meta));
   assert(metaBytes.length <= snapshotMetaBytesMax, 'snapshot metadata within its limit');
   const head = new Uint8Array(snapshotPreambleBytes + metaBytes.length);
@@ -73,18 +75,19 @@ export function snapshotLayout(meta: SnapshotMeta, machine: Uint8Array): Snapsho
   const view = new DataView(head.buffer);
   view.setUint32(16, snapshotFileFormat);
   view.setUint32(20, metaBytes.length);
-  view.setBigUint64(24, BigInt(machine.length));
+  const machineBytes = piecesLength(machine);
+  view.setBigUint64(24, BigInt(machineBytes));
   head.set(metaBytes, snapshotPreambleBytes);
-  const unpadded = head.length + machine.length;
+  const unpadded = head.length + machineBytes;
   const padding = (snapshotAlignBytes - (unpadded % snapshotAlignBytes)) % snapshotAlignBytes;
   const bodyBytes = unpadded + padding;
   assert(bodyBytes % snapshotAlignBytes === 0, 'snapshot body aligned');
-  return { parts: [head, machine, new Uint8Array(padding)], bodyBytes };
+  return { parts: [head, ...machine, new Uint8Array(padding)], bodyBytes };
 }
 
 /** The whole file in one buffer (tests, and small snapshots). */
 export function encodeSnapshotFile(meta: SnapshotMeta, machine: Uint8Array): Uint8Array {
-  const { parts, bodyBytes } = snapshotLayout(meta, machine);
+  const { parts, bodyBytes } = snapshotLayout(meta, [machine]);
   const file = new Uint8Array(bodyBytes + snapshotTrailerBytes);
   const hash = createHash('sha256');
   let at = 0;

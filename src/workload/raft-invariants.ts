@@ -11,7 +11,7 @@
  * - leader completeness: a leader holds every entry committed in an earlier term;
  * - durability: a leader's match index for a follower is in the follower's log.
  */
-import { decode, encode } from '../core/codec.js';
+import { decode, encode, msgpackArray } from '../core/codec.js';
 import { crc32c } from '../core/crc32c.js';
 import { ChorusError } from '../core/errors.js';
 import type { NodeId } from '../core/ids.js';
@@ -75,7 +75,11 @@ export class ChainedStateMachine implements StateMachine {
     if (job !== undefined) {
       this.snapshotJob = () => {
         const [chain, index, inner] = [this.chain, this.index, job()];
-        return { step: () => inner.step(), result: () => encode([chain, index, inner.result()]) };
+        return {
+          step: () => inner.step(),
+          result: () =>
+            msgpackArray([{ value: chain }, { value: index }, { binary: inner.result() }]),
+        };
       };
     }
   }
