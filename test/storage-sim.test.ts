@@ -17,7 +17,7 @@ import {
   RecordType,
   snapshotFileJob,
 } from '../src/storage/record.js';
-import { StorageCorruptError } from '../src/storage/index.js';
+import { StorageCorruptError, type RaftStorage, type StorageDone } from '../src/storage/index.js';
 import {
   Incarnation,
   diskState,
@@ -591,6 +591,16 @@ test('limits and misuse: oversized entries, a full queue, a closed storage, rewr
   assert.equal(save(life, storage, {})?.code, 'closed');
 });
 
+/** saveSnapshotOfLog of a whole snapshot, its data split in two pieces (as a job gives it). */
+function saveOfLog(storage: RaftStorage, snapshot: Snapshot, done: StorageDone): void {
+  const half = snapshot.data.length >> 1;
+  const pieces = [snapshot.data.subarray(0, half), snapshot.data.subarray(half)];
+  storage.saveSnapshotOfLog(snapshot.metadata, pieces, (error, saved) => {
+    if (error === undefined) assert.deepEqual(saved, snapshot, 'done gets the joined snapshot');
+    done(error);
+  });
+}
+
 test('saveSnapshotOfLog: saves go on while the file is written; a crash at any step loses no acknowledged entry', () => {
   // Ordered completion is what saveSnapshot promises; saveSnapshotOfLog does not: a save
   // issued after it completes first, so a big file's fsync cannot stall the WAL.
@@ -600,13 +610,13 @@ test('saveSnapshotOfLog: saves go on while the file is written; a crash at any s
     const { storage } = open(life);
     save(life, storage, { hardState: hardState(1, 'a', 8), entries: entries(1, 10, 1) });
     const order: string[] = [];
-    storage.saveSnapshotOfLog(snapshotAt(8, 1), (e) => order.push(`snapshot ${e?.message ?? ''}`));
+    saveOfLog(storage, snapshotAt(8, 1), (e) => order.push(`snapshot ${e?.message ?? ''}`));
     storage.save({ entries: entries(11, 11, 1) }, (e) => order.push(`save ${e?.message ?? ''}`));
     life.run();
     assert.deepEqual(order, ['save ', 'snapshot ']);
     // A snapshot of entries the log does not hold committed is refused.
     assert.equal(
-      settle(life, (done) => storage.saveSnapshotOfLog(snapshotAt(11, 1), done))?.code,
+      settle(life, (done) => saveOfLog(storage, snapshotAt(11, 1), done))?.code,
       'bad-input',
     );
     assert.equal(
@@ -618,7 +628,7 @@ test('saveSnapshotOfLog: saves go on while the file is written; a crash at any s
     save(life, storage, { hardState: hardState(1, 'a', 10) });
     const closing: string[] = [];
     const big = { ...snapshotAt(10, 1), data: new Uint8Array(5 * 1024 * 1024).fill(9) };
-    storage.saveSnapshotOfLog(big, (e) => closing.push(`snapshot ${e?.message ?? ''}`));
+    saveOfLog(storage, big, (e) => closing.push(`snapshot ${e?.message ?? ''}`));
     storage.close((e) => closing.push(`close ${e?.message ?? ''}`));
     life.run();
     assert.deepEqual(closing, ['snapshot ', 'close ']);
@@ -636,7 +646,7 @@ test('saveSnapshotOfLog: saves go on while the file is written; a crash at any s
     const { storage } = open(life, 'raft', { segmentSizeBytesMax: 200 });
     save(life, storage, { hardState: hardState(1, 'a', 8), entries: entries(1, 10, 1) });
     let snapshotDone = false;
-    storage.saveSnapshotOfLog(snapshotAt(8, 1), (e) => {
+    saveOfLog(storage, snapshotAt(8, 1), (e) => {
       assert.equal(e, undefined);
       snapshotDone = true;
     });
@@ -687,21 +697,24 @@ test('a snapshot file built in steps has the bytes encodeRecord writes for it', 
     const { index, term, confState } = snapshot.metadata;
     const whole = encodeRecord(RecordType.snapshot, [formatVersion, index, term, confState, data]);
     assert.deepEqual(encodeSnapshotFile(snapshot, 1 << 30), whole);
+    // The data in pieces, split anywhere: the same file, and data() is the data joined.
+    const pieces = [
+      data.subarray(0, size / 3),
+      data.subarray(size / 3, size / 2),
+      data.subarray(size / 2),
+    ];
     for (const bytesPerStep of [1, 999, 1 << 20]) {
-      const job = snapshotFileJob(snapshot, 1 << 30, bytesPerStep);
+      const job = snapshotFileJob(snapshot.metadata, pieces, 1 << 30, bytesPerStep);
       let steps = 1;
       while (!job.step()) steps++;
       assert.deepEqual(job.result(), whole, `size ${size}, ${bytesPerStep} per step`);
+      assert.deepEqual(job.data(), data);
       assert.equal(steps, Math.max(1, Math.ceil(size / bytesPerStep)));
     }
   }
   assert.throws(
     () =>
-      snapshotFileJob(
-        { metadata: { index: 1, term: 1, confState: emptyConf }, data: new Uint8Array(100) },
-        50,
-        10,
-      ),
+      snapshotFileJob({ index: 1, term: 1, confState: emptyConf }, [new Uint8Array(100)], 50, 10),
     /exceeds 50/,
   );
 });

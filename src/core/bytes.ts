@@ -32,6 +32,35 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
 }
 
 /**
+ * Copies `pieces` in order into `target` from `at`, at most `budget` bytes per call of the
+ * returned function, which answers how many bytes that call copied (0 once all are).
+ */
+export function copierInSteps(
+  pieces: readonly Uint8Array[],
+  target: Uint8Array,
+  at: number,
+): (budget: number) => number {
+  let piece = 0;
+  let offset = 0; // within pieces[piece]
+  return (budget) => {
+    let copied = 0;
+    while (copied < budget && piece < pieces.length) {
+      const source = pieces[piece]!;
+      const take = Math.min(budget - copied, source.length - offset);
+      target.set(source.subarray(offset, offset + take), at);
+      at += take;
+      offset += take;
+      copied += take;
+      if (offset === source.length) {
+        piece++;
+        offset = 0;
+      }
+    }
+    return copied;
+  };
+}
+
+/**
  * Joins pieces into one buffer, at most `budget` bytes per call; the buffer once whole. A
  * single piece is the buffer itself.
  */
@@ -42,22 +71,10 @@ export function joinInSteps(
   let length = 0;
   for (const piece of pieces) length += piece.length;
   const joined = new Uint8Array(length);
-  let piece = 0;
-  let offset = 0; // within pieces[piece]
-  let at = 0; // within joined
+  const copy = copierInSteps(pieces, joined, 0);
+  let at = 0;
   return (budget) => {
-    while (budget > 0 && piece < pieces.length) {
-      const source = pieces[piece]!;
-      const take = Math.min(budget, source.length - offset);
-      joined.set(source.subarray(offset, offset + take), at);
-      at += take;
-      offset += take;
-      budget -= take;
-      if (offset === source.length) {
-        piece++;
-        offset = 0;
-      }
-    }
-    return piece === pieces.length ? joined : undefined;
+    at += copy(budget);
+    return at === length ? joined : undefined;
   };
 }

@@ -43,10 +43,15 @@ export function msgpackArray(items: readonly MsgpackItem[]): Uint8Array[] {
       pieces.push(encode(item.value));
       continue;
     }
-    pieces.push(msgpackHeader(piecesLength(item.binary), [0xc4, 0x100], 0xc5, 0xc6));
+    pieces.push(msgpackBinHeader(piecesLength(item.binary)));
     pieces.push(...item.binary);
   }
   return pieces;
+}
+
+/** The header of a msgpack bin of `length` bytes, in its shortest form (as msgpackr writes it). */
+export function msgpackBinHeader(length: number): Uint8Array {
+  return msgpackHeader(length, [0xc4, 0x100], 0xc5, 0xc6);
 }
 
 /** The header of a msgpack map of `count` entries (the keys and values follow it). */

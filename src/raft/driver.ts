@@ -23,7 +23,7 @@ import { proposalsPendingMax, snapshotJoinBytesPerStep } from './constants.js';
 import { malformedReason, type Message } from './messages.js';
 import type { ConfChange, RaftConfig, RestoredState } from './raft.js';
 import { RawNode, type Ready } from './rawnode.js';
-import type { Entry, HardState, Snapshot } from './types.js';
+import type { Entry, HardState, Snapshot, SnapshotMetadata } from './types.js';
 
 /** The durable store the driver needs (src/storage implements it). */
 export interface RaftStore {
@@ -35,9 +35,14 @@ export interface RaftStore {
   saveSnapshot(snapshot: Snapshot, done: (error: Error | undefined) => void): void;
   /**
    * Optional: a snapshot of this log's own committed entries that does not hold up the
-   * saves issued after it (RaftStorage.saveSnapshotOfLog); saveSnapshot otherwise.
+   * saves issued after it (RaftStorage.saveSnapshotOfLog), its data given as the pieces of a
+   * SnapshotJob; `done` gets the snapshot with the data joined. saveSnapshot otherwise.
    */
-  saveSnapshotOfLog?(snapshot: Snapshot, done: (error: Error | undefined) => void): void;
+  saveSnapshotOfLog?(
+    metadata: SnapshotMetadata,
+    data: readonly Uint8Array[],
+    done: (error: Error | undefined, snapshot: Snapshot | undefined) => void,
+  ): void;
   /** Frees log storage at or below `index` (covered by a saved snapshot). */
   compact(index: number, done: (error: Error | undefined) => void): void;
 }
@@ -425,55 +430,65 @@ export class RaftDriver {
     this.snapshotting = true;
     const clock = this.env.clock;
     const startedMs = clock.monotonicMs();
-    const job = this.options.stateMachine.snapshotJob?.();
-    if (job === undefined)
-      return this.saveOwnSnapshot({ metadata, data: this.options.stateMachine.snapshot() });
+    const machine = this.options.stateMachine;
+    const job = machine.snapshotJob?.() ?? { step: () => true, result: () => [machine.snapshot()] };
+    const store = this.options.store;
+    const ofLog = store.saveSnapshotOfLog?.bind(store);
+    // The store joins the pieces into its file as it writes it; saveSnapshot needs them
+    // joined first, which is then part of the job.
+    const stepped = ofLog !== undefined ? job : joinedInSteps(job);
     let steps = 0;
     let longestStepMs = 0;
-    // Encode the parts, then join their pieces into one buffer, one bounded step per turn.
-    let join: ((budget: number) => Uint8Array | undefined) | undefined;
     const pump = (): void => {
       if (this.stopped) return;
       const stepStartedMs = clock.monotonicMs();
-      let data: Uint8Array | undefined;
-      if (join !== undefined) data = join(snapshotJoinBytesPerStep);
-      else if (job.step()) join = joinInSteps(job.result());
+      const finished = stepped.step();
       steps++;
       longestStepMs = Math.max(longestStepMs, clock.monotonicMs() - stepStartedMs);
-      if (data === undefined) {
+      if (!finished) {
         this.env.timers.set(0, pump);
         return;
       }
+      const pieces = stepped.result();
       this.env.log.info('snapshot encoded', {
         index,
-        bytes: data.length,
         steps,
         longestStepMs: Math.round(longestStepMs),
         encodeMs: Math.round(clock.monotonicMs() - startedMs),
       });
-      this.saveOwnSnapshot({ metadata, data });
+      if (ofLog !== undefined) {
+        this.saveOwnSnapshot(metadata, (done) => ofLog(metadata, pieces, done));
+        return;
+      }
+      const snapshot = { metadata, data: pieces[0]! };
+      this.saveOwnSnapshot(metadata, (done) =>
+        store.saveSnapshot(snapshot, (error) => done(error, snapshot)),
+      );
     };
     pump();
   }
 
-  private saveOwnSnapshot(snapshot: Snapshot): void {
-    const index = snapshot.metadata.index;
+  private saveOwnSnapshot(
+    metadata: SnapshotMetadata,
+    save: (done: (error: Error | undefined, snapshot: Snapshot | undefined) => void) => void,
+  ): void {
+    const index = metadata.index;
     // A snapshot from the leader may have been installed while this one was encoded.
     if (this.lastSnapshotIndex >= index) {
       this.snapshotting = false;
       return;
     }
-    const store = this.options.store;
-    const save = store.saveSnapshotOfLog?.bind(store) ?? store.saveSnapshot.bind(store);
     const clock = this.env.clock;
     const calledMs = clock.monotonicMs();
     let callMs = 0;
-    save(snapshot, (error) => {
+    save((error, snapshot) => {
       if (error !== undefined) throw new FatalError('raft snapshot save failed', { cause: error });
+      assert(snapshot !== undefined, 'a saved snapshot');
       if (this.stopped) return;
-      // callMs: the synchronous part (encoding the file); durableMs: until written and fsynced.
+      // callMs: the synchronous part; durableMs: until joined, written and fsynced.
       this.env.log.info('snapshot saved', {
         index,
+        bytes: snapshot.data.length,
         callMs: Math.round(callMs),
         durableMs: Math.round(clock.monotonicMs() - calledMs),
       });
@@ -492,6 +507,26 @@ export class RaftDriver {
     });
     callMs = clock.monotonicMs() - calledMs;
   }
+}
+
+/** A job whose result is joined too, in steps of snapshotJoinBytesPerStep: one piece. */
+function joinedInSteps(job: SnapshotJob): SnapshotJob {
+  let join: ((budget: number) => Uint8Array | undefined) | undefined;
+  let joined: Uint8Array | undefined;
+  return {
+    step: () => {
+      if (join === undefined) {
+        if (job.step()) join = joinInSteps(job.result());
+        return false;
+      }
+      joined = join(snapshotJoinBytesPerStep);
+      return joined !== undefined;
+    },
+    result: () => {
+      assert(joined !== undefined, 'snapshot joined');
+      return [joined];
+    },
+  };
 }
 
 /** A forwarded call's remote ChorusError keeps its code for the client. */

@@ -672,7 +672,7 @@ class ChorusServer implements StartedServer, ServiceContext {
         });
       },
       saveSnapshot: (snapshot, done) => storage.saveSnapshot(snapshot, done),
-      saveSnapshotOfLog: (snapshot, done) => storage.saveSnapshotOfLog(snapshot, done),
+      saveSnapshotOfLog: (metadata, data, done) => storage.saveSnapshotOfLog(metadata, data, done),
       compact: (index, done) => storage.compact(index, done),
     };
   }

@@ -7,12 +7,12 @@
  * length, the checksum and then the shape; a record whose checksum matches but whose shape
  * does not was written that way (a bug or a newer format), so it is corruption, not a tear.
  */
-import { readU32, writeU32 } from '../core/bytes.js';
+import { copierInSteps, readU32, writeU32 } from '../core/bytes.js';
 import { crc32c } from '../core/crc32c.js';
-import { decode, encode } from '../core/codec.js';
+import { decode, encode, msgpackBinHeader, piecesLength } from '../core/codec.js';
 import { BadInputError } from '../core/errors.js';
 import { isNodeId } from '../core/ids.js';
-import type { ConfState, Entry, HardState, Snapshot } from '../raft/types.js';
+import type { ConfState, Entry, HardState, Snapshot, SnapshotMetadata } from '../raft/types.js';
 import { formatVersion, recordHeaderBytes, recordPayloadBytesMax } from './constants.js';
 
 export const RecordType = {
@@ -83,7 +83,7 @@ export const encodeHardStateFile = (hardState: HardState): Uint8Array =>
 
 /** The snapshot file in one pass (snapshotFileJob with no step limit). */
 export function encodeSnapshotFile(snapshot: Snapshot, sizeBytesMax: number): Uint8Array {
-  const job = snapshotFileJob(snapshot, sizeBytesMax, Infinity);
+  const job = snapshotFileJob(snapshot.metadata, [snapshot.data], sizeBytesMax, Infinity);
   while (!job.step());
   return job.result();
 }
@@ -92,23 +92,26 @@ export function encodeSnapshotFile(snapshot: Snapshot, sizeBytesMax: number): Ui
  * The snapshot file, a record of `[formatVersion, index, term, confState, data]`, built in
  * steps of at most `bytesPerStep` of the snapshot's data (copied in and checksummed as it
  * goes), so a snapshot of hundreds of megabytes does not hold the event loop for a second.
- * The payload is msgpack's encoding of that array written by hand, the bytes encodeRecord
- * would write: the array header, the small fields, then the data as one bin whose header is
- * written before its bytes are copied.
+ * The data comes as pieces (a state machine's SnapshotJob.result): this is where they are
+ * joined, and `data()` is the joined data, a view into the file. The payload is msgpack's
+ * encoding of that array written by hand, the bytes encodeRecord would write: the array
+ * header, the small fields, then the data as one bin whose header is written before its bytes
+ * are copied.
  */
 export function snapshotFileJob(
-  snapshot: Snapshot,
+  metadata: SnapshotMetadata,
+  data: readonly Uint8Array[],
   sizeBytesMax: number,
   bytesPerStep: number,
-): { step(): boolean; result(): Uint8Array } {
-  const data = snapshot.data;
-  const { index, term, confState } = snapshot.metadata;
+): { step(): boolean; result(): Uint8Array; data(): Uint8Array } {
+  const dataLength = piecesLength(data);
+  const { index, term, confState } = metadata;
   const fields = [0x95, formatVersion, index, term, confState].map((v, i) =>
     i === 0 ? Uint8Array.of(v as number) : encode(v),
   );
-  fields.push(binHeader(data.length));
+  fields.push(msgpackBinHeader(dataLength));
   const headBytes = fields.reduce((n, f) => n + f.length, 0);
-  const payloadLength = headBytes + data.length;
+  const payloadLength = headBytes + dataLength;
   if (payloadLength > sizeBytesMax)
     throw new BadInputError(`record of ${payloadLength} bytes exceeds ${sizeBytesMax}`);
   const record = new Uint8Array(recordHeaderBytes + payloadLength);
@@ -119,33 +122,22 @@ export function snapshotFileJob(
     record.set(f, offset);
     offset += f.length;
   }
-  let crc = crc32c(record, 8, offset);
+  const dataAt = offset;
+  const copy = copierInSteps(data, record, dataAt);
+  let crc = crc32c(record, 8, dataAt);
   let copied = 0;
   return {
     step: () => {
-      const end = Math.min(data.length, copied + bytesPerStep);
-      record.set(data.subarray(copied, end), offset + copied);
-      crc = crc32c(record, offset + copied, offset + end, crc);
-      copied = end;
-      if (copied < data.length) return false;
+      const now = copy(bytesPerStep);
+      crc = crc32c(record, dataAt + copied, dataAt + copied + now, crc);
+      copied += now;
+      if (copied < dataLength) return false;
       writeU32(record, 4, crc);
       return true;
     },
     result: () => record,
+    data: () => record.subarray(dataAt),
   };
-}
-
-/** msgpack's header of a bin of `length` bytes, in its shortest form (as msgpackr writes it). */
-function binHeader(length: number): Uint8Array {
-  if (length < 0x100) return Uint8Array.of(0xc4, length);
-  if (length < 0x10000) return Uint8Array.of(0xc5, length >>> 8, length & 0xff);
-  return Uint8Array.of(
-    0xc6,
-    length >>> 24,
-    (length >>> 16) & 0xff,
-    (length >>> 8) & 0xff,
-    length & 0xff,
-  );
 }
 
 /** A record framed correctly at an offset, its shape not yet checked. */

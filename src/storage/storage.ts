@@ -25,7 +25,7 @@ import { assert, assertInteger } from '../core/assert.js';
 import { BadInputError, ChorusError, asChorusError } from '../core/errors.js';
 import type { DiskError } from '../core/errors.js';
 import type { DiskFile, Done, Env } from '../env/env.js';
-import type { Entry, HardState, Snapshot } from '../raft/types.js';
+import type { Entry, HardState, Snapshot, SnapshotMetadata } from '../raft/types.js';
 import {
   batchBytesMax,
   entryDataBytesMax,
@@ -353,13 +353,20 @@ export class RaftStorage {
    * queue and the snapshot becomes the current one (compact may then reach it). A crash
    * before that leaves either no new file or a durable file without its marker, which open
    * repairs; the log still holds every entry either way, since nothing was compacted.
+   * The data comes in pieces (the state machine's layers, unjoined) and is joined once, into
+   * the file: `done` gets the snapshot with its data a view of the file's bytes.
    */
-  saveSnapshotOfLog(snapshot: Snapshot, done: StorageDone): void {
-    if (!this.admit(done)) return;
-    const { index, term } = snapshot.metadata;
+  saveSnapshotOfLog(
+    metadata: SnapshotMetadata,
+    data: readonly Uint8Array[],
+    done: (error: ChorusError | undefined, snapshot: Snapshot | undefined) => void,
+  ): void {
+    const failed = (error: ChorusError | undefined): void => done(error, undefined);
+    if (!this.admit(failed)) return;
+    const { index, term } = metadata;
     assertInteger(index, 'snapshot index');
     if (index <= this.snapshotIndex || index > this.hard.commit || this.term(index) !== term) {
-      return done(
+      return failed(
         new BadInputError(
           `snapshot ${index}/${term} is not of this log's committed entries after ${this.snapshotIndex}`,
         ),
@@ -367,9 +374,9 @@ export class RaftStorage {
     }
     let job: ReturnType<typeof snapshotFileJob>;
     try {
-      job = snapshotFileJob(snapshot, snapshotSizeBytesMax, snapshotFileBytesPerStep);
+      job = snapshotFileJob(metadata, data, snapshotSizeBytesMax, snapshotFileBytesPerStep);
     } catch (error) {
-      return done(asChorusError(error));
+      return failed(asChorusError(error));
     }
     this.snapshotsOfLogPending++;
     // Copied and checksummed a slice per turn of the event loop, then written.
@@ -385,7 +392,10 @@ export class RaftStorage {
     };
     const written = (error: DiskError | undefined): void => {
       this.snapshotsOfLogPending--;
-      this.queueMarker(index, term, error, done);
+      this.queueMarker(index, term, error, (markerError) => {
+        if (markerError !== undefined) return failed(markerError);
+        done(undefined, { metadata, data: job.data() });
+      });
       // A close that waited for this snapshot now queues behind its marker.
       this.runIfSnapshotFilesIdle();
     };
