@@ -107,6 +107,9 @@ function spawnMember(
   return { child, logTail, exited };
 }
 
+/** CHORUS_BENCH_LOG_LEVEL=info keeps the members' info lines (e.g. snapshot timings) too. */
+const chorusLogLevel = process.env['CHORUS_BENCH_LOG_LEVEL'] ?? 'warn';
+
 export async function startChorusCluster(root: string): Promise<BenchCluster> {
   const { names, clientPorts, peerPorts, initialCluster } = await layout('c');
   const members = names.map((name, i): BenchMember => {
@@ -117,9 +120,9 @@ export async function startChorusCluster(root: string): Promise<BenchCluster> {
       ...['--name', name, '--data-dir', path.join(root, name)],
       ...['--listen-client-urls', client, '--advertise-client-urls', client],
       ...['--listen-peer-urls', `http://127.0.0.1:${peerPorts[i]}`],
-      ...['--initial-cluster', initialCluster, '--log-level', 'warn'],
+      ...['--initial-cluster', initialCluster, '--log-level', chorusLogLevel],
     ];
-    const env = { ...process.env, CHORUS_LOG: 'warn' };
+    const env = { ...process.env, CHORUS_LOG: chorusLogLevel };
     const started = spawnMember(process.execPath, args, env);
     return { name, clientPort: clientPorts[i]!, peerPort: peerPorts[i]!, ...started };
   });

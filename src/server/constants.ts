@@ -54,6 +54,13 @@ export const clientConnectionsMax = 10_000;
 
 /** How often the node samples Raft for metrics, the operating mode and leader changes. */
 export const observeEveryMs = 100;
+/**
+ * An observation this much later than due means the event loop was blocked (a long apply,
+ * a GC pause, a starved process): logged as a warning with how long.
+ */
+export const eventLoopBlockedWarnMs = 500;
+/** An apply batch slower than this is logged as a warning (etcd warns at 100 ms too). */
+export const applyWarnMs = 100;
 
 /** How often each member probes every peer's round-trip time (etcd: every 5 s per peer). */
 export const peerProbeEveryMs = 5_000;

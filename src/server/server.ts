@@ -30,6 +30,8 @@ import {
   memberChangeDeadlineMs,
   moveLeaderTimeoutMs,
   observeEveryMs,
+  eventLoopBlockedWarnMs,
+  applyWarnMs,
   peerProbeDeadlineMs,
   peerProbeEveryMs,
   publishRetryMs,
@@ -199,6 +201,7 @@ class ChorusServer implements StartedServer, ServiceContext {
   /** Everyone waiting for the stop to finish (a second signal waits with the first). */
   private readonly stopWaiters: (() => void)[] = [];
   private lastLead = '';
+  private observedAtMs: number | undefined;
   private dbSize = { bytes: 0, atMs: -Infinity };
   private readonly log: Logger;
 
@@ -635,6 +638,11 @@ class ChorusServer implements StartedServer, ServiceContext {
 
   /** Samples Raft for metrics, mode and leader changes. */
   private observe(): void {
+    const now = this.nodeEnv.env.clock.monotonicMs();
+    const lateMs = this.observedAtMs === undefined ? 0 : now - this.observedAtMs - observeEveryMs;
+    if (lateMs > eventLoopBlockedWarnMs)
+      this.log.warn('event loop was blocked', { blockedMs: Math.round(lateMs) });
+    this.observedAtMs = now;
     if (this.stopping) return;
     const raft = this.kv.driver.node.raft;
     const m = this.metrics;
@@ -690,7 +698,15 @@ class ChorusServer implements StartedServer, ServiceContext {
       try {
         return apply(entries);
       } finally {
-        histogram.observe((performance.now() - started) / 1000);
+        const ms = performance.now() - started;
+        histogram.observe(ms / 1000);
+        if (ms > applyWarnMs)
+          this.log.warn('apply took too long', {
+            ms: Math.round(ms),
+            entries: entries.length,
+            firstIndex: entries[0]?.index,
+            bytes: entries.reduce((n, e) => n + e.data.length, 0),
+          });
       }
     };
   }
