@@ -140,9 +140,12 @@ export class KvMachine implements StateMachine, WatchHistory {
   private track(revision: number, events: readonly KvEvent[]): void {
     if (events.length === 0) return;
     for (const event of events) {
+      const detached = event.prevKv?.lease ?? 0;
+      const attached = event.type === 'put' ? event.kv.lease : 0;
+      if (detached === 0 && attached === 0) continue; // most keys: no lease, no conversion
       const key = toBinary(event.kv.key);
-      if (event.prevKv !== undefined) this.leases.detach(event.prevKv.lease, key);
-      if (event.type === 'put') this.leases.attach(event.kv.lease, key);
+      this.leases.detach(detached, key);
+      this.leases.attach(attached, key);
     }
     this.listener?.events(revision, events);
   }
