@@ -17,10 +17,11 @@
  * snapshot learns the membership with the data. Deterministic: no clock, no randomness.
  */
 import { decode, encode } from '../core/codec.js';
-import { isNodeId, type NodeId } from '../core/ids.js';
+import { isNodeId, nodeId, type NodeId } from '../core/ids.js';
 import type { SnapshotJob, StateMachine } from '../raft/driver.js';
 import { decodeConfChange, type ConfChange } from '../raft/raft.js';
 import type { Entry } from '../raft/types.js';
+import { clusterId, memberId } from './ids.js';
 
 export interface Member {
   id: bigint;
@@ -57,6 +58,31 @@ export function encodeClusterCommand(command: ClusterCommand): Uint8Array {
 }
 
 export const encodeMemberContext = (context: MemberContext): Uint8Array => encode(context);
+
+/**
+ * The founding voters of a cluster made from --initial-cluster: node id = name, member id
+ * from the token and the name, the cluster id in every context. A new cluster writes them
+ * as its first entries (RaftConfig.bootstrap); a restore builds its member table from the
+ * same changes, so a restored cluster has the ids a new one with those flags would have.
+ */
+export function foundingMembers(
+  clusterToken: string,
+  members: readonly { name: string; peerUrl: string }[],
+): { node: NodeId; context: Uint8Array }[] {
+  const cluster = clusterId(
+    clusterToken,
+    members.map((m) => m.name),
+  ).toString();
+  return members.map((m) => ({
+    node: nodeId(m.name),
+    context: encodeMemberContext({
+      id: memberId(clusterToken, m.name).toString(),
+      name: m.name,
+      peerUrls: [m.peerUrl],
+      clusterId: cluster,
+    }),
+  }));
+}
 
 const isClusterEntry = (e: Entry): boolean =>
   e.type === 'conf-change' || (e.data.length > 0 && e.data[0] === commandMark);
@@ -204,6 +230,14 @@ function decodeCommand(data: Uint8Array): ClusterCommand | undefined {
   return undefined;
 }
 
+/**
+ * A ClusterMachine snapshot: the member table beside the KV machine's own snapshot bytes.
+ * Restore writes one from a snapshot file's KV bytes and a new table.
+ */
+export function encodeClusterSnapshot(table: MemberTable, kv: Uint8Array): Uint8Array {
+  return encode([table.toStored(), kv]);
+}
+
 /** The KV state machine with the member table beside it (see the file comment). */
 export class ClusterMachine implements StateMachine {
   constructor(
@@ -240,7 +274,7 @@ export class ClusterMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    return encode([this.table.toStored(), this.inner.snapshot()]);
+    return encodeClusterSnapshot(this.table, this.inner.snapshot());
   }
 
   snapshotJob(): SnapshotJob {
