@@ -233,12 +233,21 @@ describe('snapshot restore into a data directory, without servers', () => {
       const ran = await chorus(...restoreArgs(file, join(dir, name), name));
       assert.equal(ran.code, 0, ran.err.join('\n'));
     }
+    // The same members listed in another order make no difference either.
+    const reordered = join(dir, 'c-reordered');
+    const flag = cluster3.split(',').reverse().join(',');
+    const ran = await chorus(
+      ...restoreArgs(file, reordered, 'c').map((a) => (a === cluster3 ? flag : a)),
+    );
+    assert.equal(ran.code, 0, ran.err.join('\n'));
     const states = await Promise.all(['a', 'b', 'c'].map((n) => openRestored(join(dir, n), n)));
+    states.push(await openRestored(reordered, 'c'));
     for (const state of states.slice(1))
       assert.deepEqual(state.recovered, states[0]!.recovered, 'same snapshot, hard state, log');
+    fs.rmSync(reordered, { recursive: true });
     assert.deepEqual(
       states.map((s) => s.identity.nodeId),
-      ['a', 'b', 'c'],
+      ['a', 'b', 'c', 'c'],
     );
   });
 

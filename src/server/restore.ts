@@ -95,7 +95,10 @@ export function planRestore(request: RestoreRequest): RestorePlan {
   const read = readSnapshotFile(request.file, { verifyHash: request.skipHashCheck !== true });
   const machine = decodeSnapshotState(read);
 
-  const founders = foundingMembers(request.clusterToken, request.initialCluster);
+  // In name order, so members given --initial-cluster in different orders still write the
+  // same bytes (a new cluster's founding entries, by contrast, follow the flag's order).
+  const byName = [...request.initialCluster].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const founders = foundingMembers(request.clusterToken, byName);
   const table = new MemberTable();
   for (const { node, context } of founders) {
     const change: ConfChange = { changes: [{ type: 'add-voter', node }], context };
@@ -104,7 +107,7 @@ export function planRestore(request: RestoreRequest): RestorePlan {
   const index = founders.length;
   const term = 1;
   const confState: ConfState = {
-    voters: founders.map((f) => f.node).sort(),
+    voters: founders.map((f) => f.node),
     learners: [],
     votersOutgoing: [],
     learnersNext: [],
