@@ -8,6 +8,11 @@
  *
  * `chorus snapshot status <file>`: verifies a saved Chorus snapshot (trailer, layout, and the
  * whole KV state decoded) and prints etcdctl's columns: hash, revision, total keys, size.
+ *
+ * `chorus snapshot restore <file>`: makes a new data directory for one member of a new
+ * cluster from a saved snapshot, with etcdctl's flags (src/server/restore.ts). Run once per
+ * member with the same file and flags but its own --name and --data-dir, then start each
+ * member with `chorus server` and the same --name, --data-dir, --initial-cluster and token.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -18,14 +23,35 @@ import type { EtcdClient } from '../client/client.js';
 import { snapshotChunksMax } from '../client/constants.js';
 import { ClientInputError, EtcdClientError, fromGrpcError } from '../client/errors.js';
 import type { SnapshotResponse } from '../client/types.js';
+import { isNodeId } from '../core/ids.js';
+import { nodeLogger } from '../env/node/index.js';
+import { ConfigError, parseInitialCluster } from '../server/config.js';
+import { hexId } from '../server/ids.js';
+import { restoreSnapshot, type RestoreRequest, type RestoreResult } from '../server/restore.js';
 import { describeSnapshot, snapshotTrailerBytes } from '../server/snapshot-file.js';
-import { clientCommand, exitFailed, flagsOf, outputFormats, withClient } from './client-common.js';
+import {
+  clientCommand,
+  exitFailed,
+  exitUsage,
+  flagsOf,
+  outputFormats,
+  withClient,
+} from './client-common.js';
 import type { OutputFormat } from './client-common.js';
 import { humanBytes, Printer } from './client-print.js';
 import type { CliContext } from './context.js';
 
 export function registerSnapshot(program: Command, ctx: CliContext): void {
-  const snapshot = program.command('snapshot').description('snapshot commands: save, status');
+  const snapshot = program
+    .command('snapshot')
+    .description('snapshot commands: save, status, restore')
+    .addHelpText(
+      'after',
+      `
+A snapshot is one member's KV state (every key's retained history, revision, compact
+revision, leases) in a Chorus snapshot file, not etcd's bbolt database. To move a cluster's
+data into a new cluster: save, restore once per new member, start the members.`,
+    );
   snapshot
     .command('status <file>')
     .description('verify a saved Chorus snapshot and print its hash, revision, keys and size')
@@ -43,6 +69,7 @@ export function registerSnapshot(program: Command, ctx: CliContext): void {
         ctx.exitCode = exitFailed;
       }
     });
+  registerRestore(snapshot, ctx);
   clientCommand(snapshot, 'save <file>', "save one member's snapshot to a file").action(
     async (file: string, _o, command: Command) => {
       const flags = flagsOf(command);
@@ -56,6 +83,115 @@ export function registerSnapshot(program: Command, ctx: CliContext): void {
         if (version !== '') ctx.out(`Server version ${version}`);
       });
     },
+  );
+}
+
+interface RestoreFlags {
+  dataDir?: string;
+  name: string;
+  initialCluster?: string;
+  initialClusterToken: string;
+  initialAdvertisePeerUrls?: string;
+  skipHashCheck: boolean;
+}
+
+const restoreHelp = `
+Every member of the new cluster is restored from the same file with the same
+--initial-cluster and --initial-cluster-token; only --name and --data-dir differ. The old
+cluster's membership is discarded: the new one is exactly --initial-cluster, with the
+member ids a new cluster with these flags would have. Then start each member with
+chorus server and the same --name, --data-dir, --initial-cluster and
+--initial-cluster-token (--initial-cluster-state new, the default; a data directory that
+holds state ignores it). New writes continue from the snapshot's revision.
+
+Example, member n1 of three:
+  chorus snapshot restore backup.snap --name n1 --data-dir ./n1 \\
+    --initial-cluster n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2480,n3=http://127.0.0.1:2580 \\
+    --initial-cluster-token restored-1 --initial-advertise-peer-urls http://127.0.0.1:2380`;
+
+function registerRestore(snapshot: Command, ctx: CliContext): void {
+  snapshot
+    .command('restore <file>')
+    .description(
+      "make a new member's data directory from a snapshot file, for a new cluster of --initial-cluster",
+    )
+    .option('--data-dir <dir>', 'the data directory to create (default: <name>.chorus)')
+    .option('--name <name>', "this member's name in --initial-cluster", 'default')
+    .option(
+      '--initial-cluster <name=url,…>',
+      'every member of the new cluster and its peer URL (default: <name>=http://localhost:2380)',
+    )
+    .option(
+      '--initial-cluster-token <token>',
+      'the new cluster token (member and cluster ids derive from it)',
+      'etcd-cluster',
+    )
+    .option(
+      '--initial-advertise-peer-urls <url>',
+      "this member's peer URL; checked against --initial-cluster (default: the URL given there)",
+    )
+    .option('--skip-hash-check', "restore even if the file's SHA-256 trailer does not match", false)
+    .addHelpText('after', restoreHelp)
+    .action(async (file: string, flags: RestoreFlags) => {
+      let request: RestoreRequest;
+      try {
+        request = restoreRequest(file, flags);
+      } catch (error) {
+        ctx.err(`Error: ${error instanceof Error ? error.message : String(error)}`);
+        ctx.exitCode = error instanceof ConfigError ? exitUsage : exitFailed;
+        return;
+      }
+      const log = nodeLogger({ command: 'snapshot restore' }, 'warn');
+      const result = await new Promise<RestoreResult | Error>((resolve) =>
+        restoreSnapshot(request, log, (error, restored) => resolve(error ?? restored!)),
+      );
+      if (result instanceof Error) {
+        ctx.err(`Error: ${result.message}`);
+        ctx.exitCode = result instanceof ConfigError ? exitUsage : exitFailed;
+        return;
+      }
+      printRestored(ctx, file, request, result);
+    });
+}
+
+function restoreRequest(file: string, flags: RestoreFlags): RestoreRequest {
+  if (!isNodeId(flags.name))
+    throw new ConfigError(`--name ${JSON.stringify(flags.name)}: use 1-64 of [A-Za-z0-9_.-]`);
+  const dataDir = flags.dataDir ?? `${flags.name}.chorus`;
+  if (dataDir.trim() === '') throw new ConfigError('--data-dir must not be empty');
+  const initialCluster = parseInitialCluster(
+    flags.initialCluster ?? `${flags.name}=http://localhost:2380`,
+  );
+  const advertised = flags.initialAdvertisePeerUrls
+    ?.split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
+  return {
+    file: fs.readFileSync(file),
+    dataDir,
+    name: flags.name,
+    initialCluster,
+    clusterToken: flags.initialClusterToken,
+    ...(advertised === undefined ? {} : { advertisePeerUrls: advertised }),
+    skipHashCheck: flags.skipHashCheck,
+  };
+}
+
+function printRestored(
+  ctx: CliContext,
+  file: string,
+  request: RestoreRequest,
+  r: RestoreResult,
+): void {
+  const leases = r.leases === 1 ? '1 lease' : `${r.leases} leases`;
+  ctx.out(
+    `Restored snapshot ${file} into ${r.dataDir}: revision ${r.meta.revision} (compacted at ${r.meta.compactRevision}), ${r.keys} keys, ${leases}`,
+  );
+  ctx.out(
+    `Member ${request.name} (id ${hexId(BigInt(r.identity.memberId))}) of cluster ${hexId(r.clusterId)}; members: ${r.members.map((m) => `${m.name}=${m.peerUrl}`).join(',')}`,
+  );
+  ctx.out(
+    `Start it with: chorus server --name ${request.name} --data-dir ${r.dataDir} --initial-cluster ${request.initialCluster.map((m) => `${m.name}=${m.peerUrl}`).join(',')} --initial-cluster-token ${request.clusterToken} (and its listen and advertise URLs)`,
   );
 }
 

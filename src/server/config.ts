@@ -95,7 +95,7 @@ export const settings: readonly Setting[] = [
     flag: 'initial-cluster-state',
     value: 'new|existing',
     description:
-      "'new' for a founding member of a cluster being created; 'existing' for a member joining a running cluster after `member add` of its peer URL (a restart ignores both)",
+      "'new' for a founding member of a cluster being created; 'existing' for a member joining a running cluster after `member add` of its peer URL (a restart, or a first start on a directory made by `snapshot restore`, ignores both)",
     default: () => 'new',
   },
   {

@@ -22,6 +22,17 @@ export function memberId(clusterToken: string, name: string): bigint {
   return hash64(`chorus-member/${clusterToken}/${name}`);
 }
 
+/**
+ * A founding member's identity (what its data directory records): its name is its Raft
+ * node id, and its member id derives from the token and the name. Restored members get it too.
+ */
+export function founderIdentity(
+  clusterToken: string,
+  name: string,
+): { nodeId: NodeId; memberId: string } {
+  return { nodeId: nodeId(name), memberId: memberId(clusterToken, name).toString() };
+}
+
 export function clusterId(clusterToken: string, names: readonly string[]): bigint {
   const ids = names.map((n) => memberId(clusterToken, n).toString(16)).sort();
   return hash64(`chorus-cluster/${clusterToken}/${ids.join(',')}`);

@@ -18,10 +18,11 @@
  */
 import { concatBytes } from '../core/bytes.js';
 import { decode, encode, msgpackArray } from '../core/codec.js';
-import { isNodeId, type NodeId } from '../core/ids.js';
+import { isNodeId, nodeId, type NodeId } from '../core/ids.js';
 import type { SnapshotJob, StateMachine } from '../raft/driver.js';
 import { decodeConfChange, type ConfChange } from '../raft/raft.js';
 import type { Entry } from '../raft/types.js';
+import { clusterId, memberId } from './ids.js';
 
 export interface Member {
   id: bigint;
@@ -58,6 +59,31 @@ export function encodeClusterCommand(command: ClusterCommand): Uint8Array {
 }
 
 export const encodeMemberContext = (context: MemberContext): Uint8Array => encode(context);
+
+/**
+ * The founding voters of a cluster made from --initial-cluster: node id = name, member id
+ * from the token and the name, the cluster id in every context. A new cluster writes them
+ * as its first entries (RaftConfig.bootstrap); a restore builds its member table from the
+ * same changes, so a restored cluster has the ids a new one with those flags would have.
+ */
+export function foundingMembers(
+  clusterToken: string,
+  members: readonly { name: string; peerUrl: string }[],
+): { node: NodeId; context: Uint8Array }[] {
+  const cluster = clusterId(
+    clusterToken,
+    members.map((m) => m.name),
+  ).toString();
+  return members.map((m) => ({
+    node: nodeId(m.name),
+    context: encodeMemberContext({
+      id: memberId(clusterToken, m.name).toString(),
+      name: m.name,
+      peerUrls: [m.peerUrl],
+      clusterId: cluster,
+    }),
+  }));
+}
 
 const isClusterEntry = (e: Entry): boolean =>
   e.type === 'conf-change' || (e.data.length > 0 && e.data[0] === commandMark);
@@ -205,6 +231,15 @@ function decodeCommand(data: Uint8Array): ClusterCommand | undefined {
   return undefined;
 }
 
+/**
+ * A ClusterMachine snapshot: msgpack [member table, the KV machine's own snapshot bytes], as
+ * pieces (the KV bytes framed, not copied). Restore writes one from a snapshot file's KV
+ * bytes and a new table.
+ */
+export function encodeClusterSnapshot(table: StoredTable, kv: readonly Uint8Array[]): Uint8Array[] {
+  return msgpackArray([{ value: table }, { binary: kv }]);
+}
+
 /** The KV state machine with the member table beside it (see the file comment). */
 export class ClusterMachine implements StateMachine {
   constructor(
@@ -246,14 +281,14 @@ export class ClusterMachine implements StateMachine {
     return concatBytes(job.result());
   }
 
-  /** msgpack [member table, the inner machine's snapshot], the inner one framed, not copied. */
+  /** The table as it is now, beside the inner machine's snapshot (encodeClusterSnapshot). */
   snapshotJob(): SnapshotJob {
     const table = this.table.toStored();
     const job = this.inner.snapshotJob?.();
     const inner = job ?? { step: () => true, result: () => [this.inner.snapshot()] };
     return {
       step: () => inner.step(),
-      result: () => msgpackArray([{ value: table }, { binary: inner.result() }]),
+      result: () => encodeClusterSnapshot(table, inner.result()),
     };
   }
 

@@ -49,14 +49,14 @@ import { Dispatcher } from './dispatch.js';
 import { StatusError } from './errors.js';
 import { GrpcFront } from './grpc.js';
 import { Gateway } from './gateway.js';
-import { addedMemberId, addedNodeId, clusterId, hexId, memberId } from './ids.js';
+import { addedMemberId, addedNodeId, clusterId, founderIdentity, hexId } from './ids.js';
 import { EtcdJson } from './json.js';
 import { listenClients, type ClientListener } from './listener.js';
 import { changeMembership, type MemberRequest } from './member-changes.js';
 import {
   ClusterMachine,
   encodeClusterCommand,
-  encodeMemberContext,
+  foundingMembers,
   MemberTable,
   type Member,
 } from './membership.js';
@@ -90,8 +90,7 @@ export interface StartedServer {
  */
 function identityFor(config: ServerConfig): MemberIdentity {
   const token = config.initialClusterToken;
-  if (config.initialClusterState === 'new')
-    return { nodeId: nodeId(config.name), memberId: memberId(token, config.name).toString() };
+  if (config.initialClusterState === 'new') return founderIdentity(token, config.name);
   const own = config.initialCluster.find((m) => m.name === config.name)!;
   const id = addedMemberId(token, [own.peerUrl]);
   return { nodeId: addedNodeId(id), memberId: id.toString() };
@@ -229,17 +228,7 @@ class ChorusServer implements StartedServer, ServiceContext {
           // everyone else replays it (see membership.ts).
           peers: [],
           ...(config.initialClusterState === 'new'
-            ? {
-                bootstrap: config.initialCluster.map((m) => ({
-                  node: nodeId(m.name),
-                  context: encodeMemberContext({
-                    id: memberId(token, m.name).toString(),
-                    name: m.name,
-                    peerUrls: [m.peerUrl],
-                    clusterId: this.flagClusterId,
-                  }),
-                })),
-              }
+            ? { bootstrap: foundingMembers(token, config.initialCluster) }
             : {}),
           electionTicks: Math.round(config.electionTimeoutMs / config.heartbeatIntervalMs),
           heartbeatTicks: 1,

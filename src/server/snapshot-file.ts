@@ -16,11 +16,14 @@
  * The trailer is etcd's: etcd appends the SHA-256 of its bbolt file to the stream, and
  * etcdctl's `snapshot save` refuses a file whose size is not 32 more than a multiple of 512
  * (a bbolt file is page aligned) — hence the padding, so etcdctl saves Chorus snapshots too.
- * The body is not a bbolt database: `etcdctl snapshot status/restore` cannot read it.
+ * The body is not a bbolt database: `etcdctl snapshot status/restore` cannot read it
+ * (`chorus snapshot status/restore` can).
  *
  * This module is pure (no I/O): the server lays the parts out and hashes them as it streams;
  * `chorus snapshot status` reads a whole file back with `readSnapshotFile` and
- * `describeSnapshot`, which validate everything and fail with a BadInputError saying what.
+ * `describeSnapshot`, which validate everything and fail with a BadInputError saying what;
+ * `chorus snapshot restore` (restore.ts) reads it with `readSnapshotFile` and
+ * `decodeSnapshotState` before it writes anything.
  */
 import { createHash } from 'node:crypto';
 import { assert } from '../core/assert.js';
@@ -107,8 +110,17 @@ export interface SnapshotFile {
   sha256: string;
 }
 
+export interface ReadOptions {
+  /**
+   * False skips the SHA-256 comparison (`snapshot restore --skip-hash-check`): for a file
+   * whose trailer is known to be wrong but whose state is wanted anyway. The layout is still
+   * checked, and the trailer's 32 bytes are still expected at the end.
+   */
+  verifyHash?: boolean;
+}
+
 /** Checks the trailer, the magic, the format and the lengths; the machine is not decoded. */
-export function readSnapshotFile(file: Uint8Array): SnapshotFile {
+export function readSnapshotFile(file: Uint8Array, options: ReadOptions = {}): SnapshotFile {
   const bad = (what: string): never => {
     throw new BadInputError(`snapshot file: ${what}`);
   };
@@ -116,11 +128,13 @@ export function readSnapshotFile(file: Uint8Array): SnapshotFile {
   if (file.length < minimum) bad(`${file.length} bytes is too short to be a snapshot`);
   const bodyBytes = file.length - snapshotTrailerBytes;
   const expected = Buffer.from(file.subarray(bodyBytes)).toString('hex');
-  const actual = createHash('sha256').update(file.subarray(0, bodyBytes)).digest('hex');
-  if (actual !== expected)
-    bad(
-      `SHA-256 mismatch: the file is corrupted or truncated (trailer ${expected}, computed ${actual})`,
-    );
+  if (options.verifyHash ?? true) {
+    const actual = createHash('sha256').update(file.subarray(0, bodyBytes)).digest('hex');
+    if (actual !== expected)
+      bad(
+        `SHA-256 mismatch: the file is corrupted or truncated (trailer ${expected}, computed ${actual})`,
+      );
+  }
   const magic = new TextDecoder().decode(file.subarray(0, snapshotMagic.length));
   if (magic !== snapshotMagic)
     bad('not a Chorus snapshot (no CHORUS-SNAPSHOT header; an etcd bbolt snapshot?)');
@@ -185,9 +199,17 @@ export interface SnapshotDescription {
   sha256: string;
 }
 
-/** Verifies a whole snapshot file and decodes the state in it. */
-export function describeSnapshot(file: Uint8Array): SnapshotDescription {
-  const { meta, machine: bytes, sha256 } = readSnapshotFile(file);
+/** Keys alive at the machine's revision. */
+export function liveKeys(machine: KvMachine): number {
+  const all = new Uint8Array([0]);
+  return machine.store.range({ key: all, rangeEnd: all, countOnly: true }).count;
+}
+
+/**
+ * Decodes the KV state a read file holds and checks it against the metadata: what status
+ * and restore do before trusting the bytes.
+ */
+export function decodeSnapshotState({ meta, machine: bytes }: SnapshotFile): KvMachine {
   // The lease minimum TTL only matters for grants; a restored table keeps its TTLs.
   const machine = new KvMachine(new LeaseTable(1));
   try {
@@ -203,12 +225,20 @@ export function describeSnapshot(file: Uint8Array): SnapshotDescription {
     throw new BadInputError(
       `snapshot file: metadata says revision ${meta.revision} (compacted at ${meta.compactRevision}), the state holds ${store.revision} (${store.compactRevision})`,
     );
-  const all = new Uint8Array([0]);
+  return machine;
+}
+
+/** Verifies a whole snapshot file and decodes the state in it. */
+export function describeSnapshot(file: Uint8Array): SnapshotDescription {
+  const read = readSnapshotFile(file);
+  const { meta, sha256 } = read;
+  const machine = decodeSnapshotState(read);
+  const store = machine.store;
   return {
     meta,
     hash: store.hashKv(0).hash,
     revision: store.revision,
-    totalKey: store.range({ key: all, rangeEnd: all, countOnly: true }).count,
+    totalKey: liveKeys(machine),
     leases: machine.leases.ids().length,
     totalSize: file.length,
     sha256,
