@@ -55,6 +55,15 @@ export const clientConnectionsMax = 10_000;
 /** How often the node samples Raft for metrics, the operating mode and leader changes. */
 export const observeEveryMs = 100;
 
+/** Ids drawn at MemberAdd before giving up on finding an unused one (one is all it takes). */
+export const memberIdAttemptsMax = 8;
+
+/** A joining member asks each listed peer for the member list, waiting this long for each. */
+export const joinQueryTimeoutMs = 3_000;
+
+/** The largest member list a joining member accepts (a few hundred bytes per member). */
+export const joinAnswerBytesMax = 1024 * 1024;
+
 /** How often each member probes every peer's round-trip time (etcd: every 5 s per peer). */
 export const peerProbeEveryMs = 5_000;
 /** A probe unanswered by then counts as failed. */
