@@ -7,6 +7,7 @@
 // `.ci/run` installs it when it runs as root.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { resolveConfig } from '../src/server/config.js';
 import {
   etcdctlEnv,
   etcdctlMissing,
@@ -290,6 +291,14 @@ describe(
       assert.match(added, /^ETCD_NAME="n4"$/m);
       assert.match(added, new RegExp(`^ETCD_INITIAL_CLUSTER=".*n4=${peerUrl}.*"$`, 'm'));
       assert.match(added, /^ETCD_INITIAL_CLUSTER_STATE="existing"$/m);
+      // What etcdctl prints is what `chorus server` takes for the new member.
+      const printed = /^ETCD_INITIAL_CLUSTER="(.*)"$/m.exec(added)![1]!;
+      const config = resolveConfig(
+        { name: 'n4', 'initial-cluster': printed, 'initial-cluster-state': 'existing' },
+        {},
+        {},
+      );
+      assert.equal(config.initialCluster.length, 4, printed);
       const listed = (await ok('member', 'list')).trim().split('\n');
       assert.equal(listed.length, 4);
       assert.ok(

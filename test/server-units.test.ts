@@ -19,6 +19,7 @@ import {
   ConfigError,
   envName,
   fromEnvironment,
+  namedMembers,
   readConfigFile,
   resolveConfig,
   settings,
@@ -98,7 +99,8 @@ test('settings: bad values are refused with the flag named', () => {
     [{ name: 'bad name' }, /--name/],
     [{ 'log-level': 'loud' }, /--log-level/],
     [{ 'accept-url-authority': 'maybe' }, /--accept-url-authority must be true or false/],
-    [{ 'initial-cluster': 'default=http://h:1,default=http://h:2' }, /twice/],
+    [{ 'initial-cluster': 'default=http://h:1,other=http://h:1' }, /lists http:\/\/h:1 twice/],
+    [{ 'initial-cluster': 'default=http://h:1,=http://h:2' }, /without a name founds no cluster/],
   ];
   for (const [flags, message] of bad) assert.throws(() => resolveConfig(flags, {}, {}), message);
 });
@@ -383,6 +385,38 @@ test('join: a new member learns its id from the first member that lists its peer
     /belongs to cluster token "other", not "tok"/,
   );
   assert.equal(decodeMembersAnswer(listing)?.members.length, 2);
+
+  // etcdctl member add prints a member with several peer URLs once per URL, and an unstarted
+  // member without a name: a joiner takes both, and asks every address.
+  const printed = resolveConfig(
+    {
+      name: 'n4',
+      'initial-cluster':
+        'n1=http://127.0.0.1:1,n1=http://127.0.0.1:9,=http://127.0.0.1:5,n4=http://127.0.0.1:4',
+      'initial-cluster-state': 'existing',
+    },
+    {},
+    {},
+  );
+  assert.deepEqual(
+    [...namedMembers(printed.initialCluster)].map(([n, ms]) => [n, ms.map((m) => m.port)]),
+    [
+      ['n1', [1, 9]],
+      ['n4', [4]],
+    ],
+  );
+  const asked: number[] = [];
+  await new Promise<void>((resolve) =>
+    learnIdentity(
+      printed,
+      (address, done) => {
+        asked.push(address.port);
+        done(new Error('down'), undefined);
+      },
+      () => resolve(),
+    ),
+  );
+  assert.deepEqual(asked, [1, 9, 5]);
 });
 
 test("errors: etcd's gRPC codes and exact messages", () => {

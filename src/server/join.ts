@@ -4,7 +4,7 @@
  * MemberAdd gives the new member an id the leader draws (ids.ts), which the new member cannot
  * compute. Started with --initial-cluster-state existing and a fresh data directory, it asks
  * the members named in --initial-cluster, one after the other, for the member list, and
- * takes the entry whose peer URLs include its own (its --initial-cluster URL): that entry's
+ * takes the entry whose peer URLs include one of its own (its --initial-cluster URLs): that entry's
  * id and Raft node id are its own from then on (recorded in version.json). The list also
  * tells it where every member is before it has replayed the log.
  *
@@ -91,8 +91,8 @@ export function learnIdentity(
   ask: AskMembers,
   done: (error: JoinError | undefined, joined: Joined | undefined) => void,
 ): void {
-  const own = config.initialCluster.find((m) => m.name === config.name)!;
-  const others = config.initialCluster.filter((m) => m.peerUrl !== own.peerUrl);
+  const ownUrls = config.initialCluster.filter((m) => m.name === config.name).map((m) => m.peerUrl);
+  const others = config.initialCluster.filter((m) => !ownUrls.includes(m.peerUrl));
   if (others.length === 0)
     return done(
       new JoinError(
@@ -104,9 +104,9 @@ export function learnIdentity(
   let answered = false;
   const next = (i: number): void => {
     const peer = others[i];
-    if (peer === undefined) return done(failure(own.peerUrl, heard, answered), undefined);
+    if (peer === undefined) return done(failure(ownUrls, heard, answered), undefined);
     ask({ host: peer.host, port: peer.port }, (error, bytes) => {
-      const where = `${peer.name} at ${peer.peerUrl}`;
+      const where = `${peer.name === '' ? 'a member' : peer.name} at ${peer.peerUrl}`;
       if (error !== undefined || bytes === undefined) {
         heard.push(`${where}: ${error?.message ?? 'no answer'}`);
         return next(i + 1);
@@ -123,7 +123,7 @@ export function learnIdentity(
         return next(i + 1);
       }
       answered = true;
-      const self = answer.members.find((m) => m.peerUrls.includes(own.peerUrl));
+      const self = answer.members.find((m) => m.peerUrls.some((u) => ownUrls.includes(u)));
       if (self === undefined) {
         const urls = answer.members.flatMap((m) => m.peerUrls).join(', ');
         heard.push(`${where}: lists ${urls || 'no member'}`);
@@ -138,14 +138,15 @@ export function learnIdentity(
   next(0);
 }
 
-function failure(url: string, heard: readonly string[], answered: boolean): JoinError {
+function failure(urls: readonly string[], heard: readonly string[], answered: boolean): JoinError {
+  const url = urls.join(',');
   const detail = heard.join('; ');
   if (!answered)
     return new JoinError(
       `cannot learn this member's id: no member in --initial-cluster answered (${detail})`,
     );
   return new JoinError(
-    `no member of the cluster lists this member's peer URL ${url} (${detail}); ` +
+    `no member of the cluster lists this member's peer URL ${urls.join(' or ')} (${detail}); ` +
       `add it first with \`member add <name> --peer-urls=${url}\`, then start it with ` +
       `--initial-cluster-state existing`,
   );

@@ -22,7 +22,7 @@ import { KvNode, kvNodeDefaults } from '../kv/node.js';
 import type { RaftStore } from '../raft/driver.js';
 import type { RestoredState } from '../raft/raft.js';
 import { RaftStorage } from '../storage/index.js';
-import { parseUrl, type ServerConfig } from './config.js';
+import { namedMembers, parseUrl, type ServerConfig } from './config.js';
 import {
   etcdVersion,
   forwardDeadlineMs,
@@ -142,8 +142,12 @@ function seedPeers(
     }
     return peers;
   }
-  for (const m of config.initialCluster)
-    if (nodeId(m.name) !== self) peers.set(nodeId(m.name), [{ host: m.host, port: m.port }]);
+  for (const [name, entries] of namedMembers(config.initialCluster))
+    if (nodeId(name) !== self)
+      peers.set(
+        nodeId(name),
+        entries.map((m) => ({ host: m.host, port: m.port })),
+      );
   return peers;
 }
 
@@ -281,7 +285,8 @@ class ChorusServer implements StartedServer, ServiceContext {
   ) {
     this.log = nodeEnv.env.log;
     const token = config.initialClusterToken;
-    const names = config.initialCluster.map((m) => m.name);
+    const founders = namedMembers(config.initialCluster);
+    const names = [...founders.keys()];
     this.flagClusterId = clusterId(token, names).toString();
     this.self = dataDir.identity!.nodeId;
     this.memberIdText = dataDir.identity!.memberId;
@@ -297,12 +302,12 @@ class ChorusServer implements StartedServer, ServiceContext {
           peers: [],
           ...(config.initialClusterState === 'new'
             ? {
-                bootstrap: config.initialCluster.map((m) => ({
-                  node: nodeId(m.name),
+                bootstrap: [...founders].map(([name, entries]) => ({
+                  node: nodeId(name),
                   context: encodeMemberContext({
-                    id: memberId(token, m.name).toString(),
-                    name: m.name,
-                    peerUrls: [m.peerUrl],
+                    id: memberId(token, name).toString(),
+                    name,
+                    peerUrls: entries.map((m) => m.peerUrl).sort(),
                     clusterId: this.flagClusterId,
                   }),
                 })),
