@@ -62,7 +62,7 @@ export const settings: readonly Setting[] = [
     flag: 'name',
     value: 'name',
     description:
-      "this member's name, unique in the cluster (a founding member's Raft node id; a member added later gets one from its peer URL)",
+      "this member's name, unique in the cluster (a founding member's Raft node id; a member added later learns its id from the cluster)",
     default: () => 'default',
   },
   {
