@@ -425,8 +425,9 @@ describe('chorus client commands against a 3-process cluster', { timeout: 30_000
     try {
       await ok('put', 'w/one', 'hello');
       await ok('del', 'w/one');
+      // Whole events: the output may arrive in pieces, the delete's key after its verb.
       await eventually('the watch prints both events', 10_000, () =>
-        Promise.resolve(watch.stdout().includes('DELETE') ? true : undefined),
+        Promise.resolve(watch.stdout().includes('DELETE\nw/one\n\n') ? true : undefined),
       );
       assert.deepEqual(watch.stdout().split('\n'), [
         'PUT',

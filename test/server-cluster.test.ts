@@ -2,15 +2,20 @@
 // nobody here wrote (the `etcd3` npm package): KV, txn, leases with keep-alive, watch, its
 // lock helper, maintenance and cluster calls. The JSON gateway on the same port answers as
 // etcd's grpc-gateway does. Bad input of every kind gets etcd's error while the node keeps
-// serving; a second process refuses a locked data directory; SIGTERM exits 0.
+// serving; a second process refuses a locked data directory; SIGTERM exits 0. A second cluster
+// changes its membership with new processes (see its describe).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { loadEtcdProto } from '../src/server/proto.js';
 import {
   eventually,
+  freePorts,
   health,
   serverArgs,
   sleep,
@@ -19,6 +24,7 @@ import {
   stopCluster,
   waitForLeader,
   type Cluster,
+  type Member,
 } from './server-helpers.js';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
@@ -637,5 +643,218 @@ describe('a 3-process Chorus cluster', { timeout: 50_000 }, () => {
       cluster.members.map((m) => m.stderr.slice(-5).join('\n')).join('\n---\n'),
     );
     cluster = undefined as unknown as Cluster;
+  });
+});
+
+/** A TCP relay on loopback whose connections the test can cut, and keep cut. */
+async function startRelay(
+  targetPort: number,
+): Promise<{ port: number; cut(): void; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let cut = false;
+  const server = net.createServer((inbound) => {
+    if (cut) return void inbound.destroy();
+    const outbound = net.connect({ host: '127.0.0.1', port: targetPort });
+    for (const s of [inbound, outbound]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        sockets.delete(s);
+        inbound.destroy();
+        outbound.destroy();
+      });
+    }
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    cut() {
+      cut = true;
+      for (const s of sockets) s.destroy();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+// Membership changes with new processes: a removed member's peer URL added again gets a new
+// id and the new process learns it from the cluster; a removed member that never got the
+// leader's notice is told by the first peer it dials; a member nobody added cannot join.
+describe('membership of a 3-process Chorus cluster', { timeout: 90_000 }, () => {
+  let cluster: Cluster;
+  let port: number;
+
+  before(async () => {
+    cluster = await startCluster(3);
+    port = cluster.members[0]!.clientPort;
+  });
+
+  after(async () => {
+    if (cluster !== undefined) await stopCluster(cluster);
+  });
+
+  /** MemberAdd of a learner at `peerUrl` through the JSON gateway; its id. */
+  async function addLearner(peerUrl: string): Promise<string> {
+    const added = await post(port, '/v3/cluster/member/add', {
+      peerURLs: [peerUrl],
+      isLearner: true,
+    });
+    assert.equal(added.status, 200, JSON.stringify(added.body));
+    return (added.body['member'] as { ID: string }).ID;
+  }
+
+  async function removeMember(id: string): Promise<void> {
+    const removed = await post(port, '/v3/cluster/member/remove', { ID: id });
+    assert.equal(removed.status, 200, JSON.stringify(removed.body));
+  }
+
+  /** Starts `name` with --initial-cluster-state existing; `advertised` is its peer URL. */
+  async function startJoiner(
+    name: string,
+    advertised: string,
+    listenPeerPort?: number,
+  ): Promise<Member> {
+    const [clientPort, ownPort] = (await freePorts(2)) as [number, number];
+    const peerPort = listenPeerPort ?? Number(new URL(advertised).port);
+    const dataDir = join(cluster.root, `${name}-${ownPort}`);
+    const initialCluster = `${cluster.initialCluster},${name}=${advertised}`;
+    const started = spawnChorus([
+      ...serverArgs(name, dataDir, clientPort, peerPort, initialCluster),
+      '--initial-cluster-state',
+      'existing',
+    ]);
+    return { name, clientPort, peerPort, dataDir, ...started };
+  }
+
+  async function exitWithin(m: Member, ms: number): Promise<unknown> {
+    return Promise.race([m.exited, sleep(ms).then(() => 'still running')]);
+  }
+
+  test("a removed member's peer URL added again: a new id, and a fresh process joins and serves", async () => {
+    await post(port, '/v3/kv/put', { key: b64('before-join'), value: b64('v') });
+    const [peerPort] = (await freePorts(1)) as [number];
+    const peerUrl = `http://127.0.0.1:${peerPort}`;
+    const firstId = await addLearner(peerUrl);
+    const first = await startJoiner('n4', peerUrl);
+    try {
+      await eventually('the first n4 serves', 20_000, async () =>
+        (await health(first.clientPort))?.mode === 'serving' ? true : undefined,
+      );
+      await removeMember(firstId);
+      assert.deepEqual(await exitWithin(first, 10_000), { code: 0, signal: null });
+    } finally {
+      first.child.kill('SIGKILL');
+    }
+    const secondId = await addLearner(peerUrl);
+    assert.notEqual(secondId, firstId, 'the same peer URL gets a new id');
+    const second = await startJoiner('n4', peerUrl);
+    try {
+      const read = await eventually('the second n4 serves a read', 20_000, async () => {
+        if ((await health(second.clientPort))?.mode !== 'serving') return undefined;
+        const r = await post(second.clientPort, '/v3/kv/range', {
+          key: b64('before-join'),
+          serializable: true,
+        });
+        return r.status === 200 && (r.body['kvs'] as unknown[] | undefined)?.length === 1
+          ? r
+          : undefined;
+      });
+      assert.ok(read !== undefined);
+      assert.match(
+        second.stderr.join('\n'),
+        /learned this member's id from the cluster/,
+        'the new process asked the cluster who it is',
+      );
+      const listed = await post(second.clientPort, '/v3/cluster/member/list', {});
+      const own = (listed.body['members'] as { ID: string; name: string }[]).find(
+        (m) => m.ID === secondId,
+      );
+      assert.equal(own?.name, 'n4');
+      await removeMember(secondId);
+      assert.deepEqual(await exitWithin(second, 10_000), { code: 0, signal: null });
+    } finally {
+      second.child.kill('SIGKILL');
+    }
+  });
+
+  test('a removed member that missed the notice is told by the first peer it dials, and stops', async () => {
+    // n5 listens on its own port but the others reach it through a relay: cut while n5 is
+    // stopped, it keeps the leader's removal notice from ever arriving.
+    const [listenPort] = (await freePorts(1)) as [number];
+    const relay = await startRelay(listenPort);
+    const peerUrl = `http://127.0.0.1:${relay.port}`;
+    const id = await addLearner(peerUrl);
+    const n5 = await startJoiner('n5', peerUrl, listenPort);
+    try {
+      await eventually('n5 serves', 20_000, async () =>
+        (await health(n5.clientPort))?.mode === 'serving' ? true : undefined,
+      );
+      n5.child.kill('SIGSTOP');
+      relay.cut();
+      await removeMember(id);
+      // Every member lets go of a removed one after a second; give them two.
+      await sleep(2_000);
+      n5.child.kill('SIGCONT');
+      assert.deepEqual(await exitWithin(n5, 15_000), { code: 0, signal: null });
+      const said = n5.stderr.join('\n');
+      assert.match(said, /a peer says this member was removed from the cluster/);
+      assert.doesNotMatch(said, /the leader says this member was removed/);
+    } finally {
+      n5.child.kill('SIGKILL');
+      await relay.close();
+    }
+    await waitForLeader(cluster, 10_000);
+  });
+
+  test('a member nobody added, or that can reach nobody, exits 1 with the reason', async () => {
+    const [peerPort] = (await freePorts(1)) as [number];
+    const unlisted = await startJoiner('n6', `http://127.0.0.1:${peerPort}`);
+    try {
+      assert.deepEqual(await exitWithin(unlisted, 15_000), { code: 1, signal: null });
+    } finally {
+      unlisted.child.kill('SIGKILL');
+    }
+    assert.match(
+      unlisted.stderr.join('\n'),
+      new RegExp(
+        `no member of the cluster lists this member's peer URL http://127.0.0.1:${peerPort}`,
+      ),
+    );
+    assert.match(unlisted.stderr.join('\n'), /member add <name> --peer-urls=/);
+
+    const [clientPort, ownPort, deadPort] = (await freePorts(3)) as [number, number, number];
+    const alone = spawnChorus([
+      ...serverArgs(
+        'n7',
+        join(cluster.root, 'n7'),
+        clientPort,
+        ownPort,
+        `n1=http://127.0.0.1:${deadPort},n7=http://127.0.0.1:${ownPort}`,
+      ),
+      '--initial-cluster-state',
+      'existing',
+    ]);
+    try {
+      assert.deepEqual(
+        await Promise.race([alone.exited, sleep(15_000).then(() => 'still running')]),
+        { code: 1, signal: null },
+      );
+    } finally {
+      alone.child.kill('SIGKILL');
+    }
+    assert.match(
+      alone.stderr.join('\n'),
+      /cannot learn this member's id: no member in --initial-cluster answered \(n1 at http:\/\/127\.0\.0\.1:\d+: cannot reach/,
+    );
+    assert.equal(
+      fs.existsSync(join(cluster.root, 'n7', 'version.json')),
+      false,
+      'no identity recorded for a member that could not join',
+    );
   });
 });

@@ -245,6 +245,9 @@ export function runProcess(
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // A command that exits without reading its input (etcdctl del) closes the pipe first:
+    // the EPIPE of our write is no failure of the command.
+    child.stdin.on('error', () => {});
     child.stdin.end(options.input ?? '');
   });
 }

@@ -118,7 +118,8 @@ function openRestored(
   dir: string,
   name: string,
 ): Promise<{ identity: ReturnType<typeof founderIdentity>; recovered: Recovered }> {
-  const opened = openDataDir(dir, name, 'tok', founderIdentity('tok', 'someone-else'));
+  const opened = openDataDir(dir, name, 'tok');
+  assert.ok(opened.identity !== undefined, 'a restored directory records its identity');
   const identity = opened.identity;
   const env = { disk: new NodeDisk(dir), log: quietLog };
   return new Promise((resolve, reject) => {

@@ -19,6 +19,7 @@ import {
   ConfigError,
   envName,
   fromEnvironment,
+  namedMembers,
   readConfigFile,
   resolveConfig,
   settings,
@@ -33,6 +34,7 @@ import {
 } from '../src/server/datadir.js';
 import { toStatus, StatusError } from '../src/server/errors.js';
 import { addedMemberId, addedNodeId, clusterId, memberId } from '../src/server/ids.js';
+import { decodeMembersAnswer, encodeMembersAnswer, learnIdentity } from '../src/server/join.js';
 import {
   ClusterMachine,
   encodeClusterCommand,
@@ -97,7 +99,8 @@ test('settings: bad values are refused with the flag named', () => {
     [{ name: 'bad name' }, /--name/],
     [{ 'log-level': 'loud' }, /--log-level/],
     [{ 'accept-url-authority': 'maybe' }, /--accept-url-authority must be true or false/],
-    [{ 'initial-cluster': 'default=http://h:1,default=http://h:2' }, /twice/],
+    [{ 'initial-cluster': 'default=http://h:1,other=http://h:1' }, /lists http:\/\/h:1 twice/],
+    [{ 'initial-cluster': 'default=http://h:1,=http://h:2' }, /without a name founds no cluster/],
   ];
   for (const [flags, message] of bad) assert.throws(() => resolveConfig(flags, {}, {}), message);
 });
@@ -250,37 +253,41 @@ test('data directory: a live owner is refused, a dead one taken over', () => {
   const dir = join(tmp(), 'member');
   const id = { nodeId: nodeId('n1'), memberId: '42' };
   try {
-    const first = openDataDir(dir, 'n1', 'tok', id);
+    const first = openDataDir(dir, 'n1', 'tok');
     assert.equal(first.fresh, true);
+    assert.equal(first.identity, undefined, 'a fresh directory has no identity until recorded');
+    assert.equal(fs.existsSync(join(dir, versionFileName)), false);
+    assert.deepEqual(first.record(id), id);
     assert.ok(fs.existsSync(join(dir, versionFileName)));
+    assert.throws(() => first.record(id), /once/);
     // This process holds it: a lock naming another live process (our parent) refuses.
     first.release();
     fs.writeFileSync(join(dir, lockFileName), `${process.ppid}\n`);
     assert.throws(
-      () => openDataDir(dir, 'n1', 'tok', id),
+      () => openDataDir(dir, 'n1', 'tok'),
       new RegExp(`in use by another Chorus process \\(pid ${process.ppid}\\)`),
     );
     // A lock left by a process that is gone is stale.
     const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']);
     fs.writeFileSync(join(dir, lockFileName), `${dead.pid}\n`);
-    const second = openDataDir(dir, 'n1', 'tok', id);
+    const second = openDataDir(dir, 'n1', 'tok');
     assert.equal(second.tookOverFrom, dead.pid);
     assert.equal(fs.readFileSync(join(dir, lockFileName), 'utf8').trim(), String(process.pid));
     second.release();
     assert.equal(fs.existsSync(join(dir, lockFileName)), false);
     // Another member's directory, a newer format, and a foreign directory are refused.
-    assert.throws(() => openDataDir(dir, 'n2', 'tok', id), /belongs to member "n1"/);
-    assert.throws(() => openDataDir(dir, 'n1', 'other', id), /cluster token/);
+    assert.throws(() => openDataDir(dir, 'n2', 'tok'), /belongs to member "n1"/);
+    assert.throws(() => openDataDir(dir, 'n1', 'other'), /cluster token/);
     fs.writeFileSync(join(dir, versionFileName), JSON.stringify({ format: 99, name: 'n1' }));
-    assert.throws(() => openDataDir(dir, 'n1', 'tok', id), /newer than this binary/);
-    // A directory with state keeps the identity it recorded, whatever is proposed now; one
-    // written by format 1 (no membership in its log) is refused.
+    assert.throws(() => openDataDir(dir, 'n1', 'tok'), /newer than this binary/);
+    // A directory with state keeps the identity it recorded; one written by format 1 (no
+    // membership in its log) is refused.
     fs.writeFileSync(
       join(dir, versionFileName),
       JSON.stringify({ format: 2, name: 'n1', clusterToken: 'tok', ...id }),
     );
     fs.mkdirSync(join(dir, raftDirName));
-    const kept = openDataDir(dir, 'n1', 'tok', { nodeId: nodeId('other'), memberId: '7' });
+    const kept = openDataDir(dir, 'n1', 'tok');
     assert.deepEqual(kept.identity, id);
     assert.equal(kept.fresh, false);
     kept.release();
@@ -288,11 +295,11 @@ test('data directory: a live owner is refused, a dead one taken over', () => {
       join(dir, versionFileName),
       JSON.stringify({ format: 1, name: 'n1', clusterToken: 'tok' }),
     );
-    assert.throws(() => openDataDir(dir, 'n1', 'tok', id), /format 1, written by an older Chorus/);
+    assert.throws(() => openDataDir(dir, 'n1', 'tok'), /format 1, written by an older Chorus/);
     const foreign = join(dir, '..', 'foreign');
     fs.mkdirSync(foreign);
     fs.writeFileSync(join(foreign, 'data.db'), 'x');
-    assert.throws(() => openDataDir(foreign, 'n1', 'tok', id), DataDirError);
+    assert.throws(() => openDataDir(foreign, 'n1', 'tok'), DataDirError);
   } finally {
     fs.rmSync(join(dir, '..'), { recursive: true, force: true });
   }
@@ -304,6 +311,112 @@ test('ids: stable, distinct, and beyond 2^53 as etcd ids are', () => {
   assert.notEqual(memberId('t', 'n1'), memberId('u', 'n1'));
   assert.equal(clusterId('t', ['n1', 'n2']), clusterId('t', ['n2', 'n1']));
   assert.ok(memberId('t', 'n1') > 0n && memberId('t', 'n1') < 2n ** 64n);
+  // An added member's id is new at each MemberAdd of the same URLs: time and a draw go in.
+  const urls = ['http://d:2380'];
+  const added = addedMemberId('t', urls, 1000, 1);
+  assert.equal(added, addedMemberId('t', urls, 1000, 1));
+  assert.notEqual(added, addedMemberId('t', urls, 1001, 1));
+  assert.notEqual(added, addedMemberId('t', urls, 1000, 2));
+  assert.notEqual(added, addedMemberId('t', urls, 1000, 1, 1));
+  assert.match(addedNodeId(added), /^[0-9a-f]{16}$/);
+});
+
+test('join: a new member learns its id from the first member that lists its peer URL', async () => {
+  const config = resolveConfig(
+    {
+      name: 'n4',
+      'initial-cluster':
+        'n1=http://127.0.0.1:1,n2=http://127.0.0.1:2,n3=http://127.0.0.1:3,n4=http://127.0.0.1:4',
+      'initial-cluster-state': 'existing',
+      'initial-cluster-token': 'tok',
+    },
+    {},
+    {},
+  );
+  const table = new MemberTable();
+  for (const [i, name] of ['n1', 'n4'].entries()) {
+    table.applyConfChange({
+      changes: [{ type: 'add-voter', node: nodeId(name === 'n4' ? 'abcdef0123456789' : name) }],
+      context: encodeMemberContext({
+        id: String(100 + i),
+        name: name === 'n4' ? '' : name,
+        peerUrls: [`http://127.0.0.1:${name.slice(1)}`],
+      }),
+    });
+  }
+  const listing = encodeMembersAnswer('tok', table);
+  const learn = (answers: Record<number, Uint8Array | string>): Promise<string> =>
+    new Promise((resolve) => {
+      const asked: number[] = [];
+      learnIdentity(
+        config,
+        (address, done) => {
+          asked.push(address.port);
+          const a = answers[address.port];
+          if (a === undefined) return done(new Error('ECONNREFUSED'), undefined);
+          done(undefined, typeof a === 'string' ? new TextEncoder().encode(a) : a);
+        },
+        (error, joined) =>
+          resolve(
+            error !== undefined
+              ? `asked ${asked.join(',')}: ${error.message}`
+              : `asked ${asked.join(',')}: ${joined!.identity.nodeId} ${joined!.identity.memberId} of ${joined!.members.length}`,
+          ),
+      );
+    });
+  assert.equal(await learn({ 2: listing }), 'asked 1,2: abcdef0123456789 101 of 2');
+  const stale = new MemberTable();
+  assert.match(
+    await learn({ 1: encodeMembersAnswer('tok', stale), 3: listing }),
+    /^asked 1,2,3: abcdef0123456789/,
+  );
+  const none = await learn({});
+  assert.match(none, /^asked 1,2,3: cannot learn this member's id: no member .* answered/);
+  assert.match(none, /n1 at http:\/\/127\.0\.0\.1:1: ECONNREFUSED/);
+  const unlisted = await learn({ 1: encodeMembersAnswer('tok', stale), 2: 'junk' });
+  assert.match(
+    unlisted,
+    /no member of the cluster lists this member's peer URL http:\/\/127\.0\.0\.1:4/,
+  );
+  assert.match(unlisted, /member add <name> --peer-urls=http:\/\/127\.0\.0\.1:4/);
+  assert.match(unlisted, /n2 at .*: an answer that is not a member list/);
+  assert.match(
+    await learn({ 1: encodeMembersAnswer('other', table) }),
+    /belongs to cluster token "other", not "tok"/,
+  );
+  assert.equal(decodeMembersAnswer(listing)?.members.length, 2);
+
+  // etcdctl member add prints a member with several peer URLs once per URL, and an unstarted
+  // member without a name: a joiner takes both, and asks every address.
+  const printed = resolveConfig(
+    {
+      name: 'n4',
+      'initial-cluster':
+        'n1=http://127.0.0.1:1,n1=http://127.0.0.1:9,=http://127.0.0.1:5,n4=http://127.0.0.1:4',
+      'initial-cluster-state': 'existing',
+    },
+    {},
+    {},
+  );
+  assert.deepEqual(
+    [...namedMembers(printed.initialCluster)].map(([n, ms]) => [n, ms.map((m) => m.port)]),
+    [
+      ['n1', [1, 9]],
+      ['n4', [4]],
+    ],
+  );
+  const asked: number[] = [];
+  await new Promise<void>((resolve) =>
+    learnIdentity(
+      printed,
+      (address, done) => {
+        asked.push(address.port);
+        done(new Error('down'), undefined);
+      },
+      () => resolve(),
+    ),
+  );
+  assert.deepEqual(asked, [1, 9, 5]);
 });
 
 test("errors: etcd's gRPC codes and exact messages", () => {
@@ -370,7 +483,7 @@ test('membership: the member table is built from conf changes and cluster comman
   assert.equal(applied.length, 0, 'conf changes never reach the KV machine');
 
   // A learner added by MemberAdd: named once it publishes; KV entries pass through in order.
-  const id = addedMemberId('tok', ['http://d:2380']);
+  const id = addedMemberId('tok', ['http://d:2380'], 1_700_000_000_000, 7);
   const d = addedNodeId(id);
   const results = machine.apply([
     normal(encode({ t: 'put' })),

@@ -45,7 +45,7 @@ export function startNetwork(
     port?: number;
     limits?: Partial<TcpLimits>;
     log?: Logger;
-    peers?: Map<NodeId, TcpAddress>;
+    peers?: Map<NodeId, TcpAddress | TcpAddress[]>;
   } = {},
 ): Promise<TcpNetwork> {
   const network = new TcpNetwork({

@@ -2,7 +2,9 @@
 // connection; it redials a restarted peer; it bounds and counts what it queues for a peer
 // that is down; and every kind of bad input on one inbound connection (oversized length, bad
 // checksum, truncated frame, garbage, bad or missing handshake) closes that connection alone
-// with the expected logged reason while a good connection keeps delivering.
+// with the expected logged reason while a good connection keeps delivering. A peer with several
+// addresses is reached at the one that answers; a retired peer that dials is told so, at most
+// once a second; a query gets its one answer on a connection of its own.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
@@ -12,6 +14,7 @@ import { nodeId } from '../src/core/ids.js';
 import { seededRandom } from '../src/core/prng.js';
 import {
   encodeHandshake,
+  queryPeer,
   reconnectDelayMs,
   tcpLimitsDefault,
   type TcpNetwork,
@@ -393,5 +396,111 @@ test(
         for (const socket of sockets) socket.destroy();
       });
     }
+  },
+);
+
+test(
+  'a peer with several addresses is reached at the first one that answers',
+  { timeout: testTimeoutMs },
+  async () => {
+    const placeholder = await startNetwork('dead');
+    const deadPort = addressOf(placeholder).port;
+    await closeAll([placeholder]);
+    const b = await startNetwork('b');
+    const a = await startNetwork('a', {
+      peers: new Map([[b.self, [{ host: '127.0.0.1', port: deadPort }, addressOf(b)]]]),
+    });
+    b.setPeer(a.self, addressOf(a));
+    try {
+      const atB = inbox(b);
+      a.send(b.self, text('hello'));
+      await waitFor(() => atB.length === 1, 'the message through the second address');
+      assert.equal(untext(atB[0]!.payload), 'hello');
+      assert.equal(a.stats().connectionErrors['socket:ECONNREFUSED'], 1);
+      assert.equal(a.stats().connectsSucceeded, 1);
+      // The same addresses again change nothing; the working one stays in use.
+      a.setPeer(b.self, [{ host: '127.0.0.1', port: deadPort }, addressOf(b)]);
+      a.send(b.self, text('again'));
+      await waitFor(() => atB.length === 2, 'the second message');
+      assert.equal(a.stats().connectsStarted, 2);
+    } finally {
+      await closeAll([a, b]);
+    }
+  },
+);
+
+test(
+  'a retired peer that dials is told it left, once per interval, and reports it',
+  { timeout: testTimeoutMs },
+  async () => {
+    const [a, b] = (await startCluster(['a', 'b'])) as [TcpNetwork, TcpNetwork];
+    const retiredBy: string[] = [];
+    a.onRetired((by) => retiredBy.push(by));
+    try {
+      const atB = inbox(b);
+      a.send(b.self, text('before'));
+      await waitFor(() => atB.length === 1, 'a message before the retirement');
+      b.removePeer(a.self);
+      // a's connection is closed under it; its next dial is answered with the notice.
+      await waitFor(() => (a.stats().connectionErrors['peer-closed'] ?? 0) === 1, 'a to notice');
+      a.send(b.self, text('after'));
+      await waitFor(() => retiredBy.length === 1, 'the retired notice');
+      assert.deepEqual(retiredBy, [b.self]);
+      assert.equal(b.stats().retiredNoticesSent, 1);
+      assert.equal(a.stats().retiredNoticesReceived, 1);
+      // Redials within the interval are refused without a notice.
+      a.send(b.self, text('again'));
+      await waitFor(
+        () => (b.stats().connectionErrors['bad-handshake'] ?? 0) >= 1,
+        'a refused redial',
+      );
+      assert.equal(b.stats().retiredNoticesSent, 1);
+      assert.equal(atB.length, 1, 'nothing from a retired peer is delivered');
+      // Made a peer again, it is welcome.
+      b.setPeer(a.self, addressOf(a));
+      let sent = 0;
+      await waitFor(() => {
+        a.send(b.self, text(`back${sent++}`));
+        return atB.length > 1;
+      }, 'a message once a peer again');
+    } finally {
+      await closeAll([a, b]);
+    }
+  },
+);
+
+test(
+  'a query gets its one answer; a node that takes none, or is down, gives a clear error',
+  { timeout: testTimeoutMs },
+  async () => {
+    const b = await startNetwork('b');
+    const ask = (port: number, question: string): Promise<string> =>
+      new Promise((resolve) =>
+        queryPeer(
+          { host: '127.0.0.1', port },
+          question,
+          { timeoutMs: 2_000, replyBytesMax: 1024 },
+          (error, answer) =>
+            resolve(error !== undefined ? `error: ${error.message}` : untext(answer!)),
+        ),
+      );
+    try {
+      const port = addressOf(b).port;
+      assert.match(await ask(port, 'members'), /^error: .*closed the connection without answering/);
+      assert.equal(b.stats().connectionErrors['bad-query'], 1);
+      b.answerQueries((question) => (question === 'members' ? text('a, b') : undefined));
+      assert.equal(await ask(port, 'members'), 'a, b');
+      assert.match(await ask(port, 'other'), /without answering/);
+      b.answerQueries(() => new Uint8Array(2048));
+      assert.match(await ask(port, 'members'), /^error: bad answer .*exceeds 1024/);
+      assert.equal(b.stats().queriesAnswered, 2);
+    } finally {
+      await closeAll([b]);
+    }
+    const port = addressOf(b).port;
+    assert.match(
+      await ask(port, 'members'),
+      /^error: cannot reach 127\.0\.0\.1:\d+: .*ECONNREFUSED/,
+    );
   },
 );

@@ -19,6 +19,11 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/**
+ * One name=url entry of --initial-cluster. A member with several peer URLs has one entry per
+ * URL, as etcd writes it; an unstarted member has an empty name (etcdctl member add lists
+ * it so), which only a joining member accepts.
+ */
 export interface ClusterMember {
   name: string;
   peerUrl: string;
@@ -57,7 +62,7 @@ export const settings: readonly Setting[] = [
     flag: 'name',
     value: 'name',
     description:
-      "this member's name, unique in the cluster (a founding member's Raft node id; a member added later gets one from its peer URL)",
+      "this member's name, unique in the cluster (a founding member's Raft node id; a member added later learns its id from the cluster)",
     default: () => 'default',
   },
   {
@@ -88,7 +93,8 @@ export const settings: readonly Setting[] = [
   {
     flag: 'initial-cluster',
     value: 'name=url,…',
-    description: "every member of the cluster and its peer URL, this one's included",
+    description:
+      "every member of the cluster and its peer URL, this one's included (a member with several peer URLs is named once per URL)",
     default: (name) => `${name}=http://localhost:2380`,
   },
   {
@@ -229,6 +235,10 @@ export function resolveConfig(
     throw new ConfigError(
       `--initial-cluster-state must be 'new' or 'existing', not ${JSON.stringify(state)}`,
     );
+  if (state === 'new' && initialCluster.some((m) => m.name === ''))
+    throw new ConfigError(
+      '--initial-cluster: a member without a name founds no cluster (only a member joining with --initial-cluster-state existing accepts one)',
+    );
   const heartbeatIntervalMs = positiveInteger(get('heartbeat-interval'), 'heartbeat-interval');
   const electionTimeoutMs = positiveInteger(get('election-timeout'), 'election-timeout');
   if (electionTimeoutMs < 5 * heartbeatIntervalMs)
@@ -309,22 +319,32 @@ export function parseInitialCluster(text: string): ClusterMember[] {
   for (const part of text.split(',').map((s) => s.trim())) {
     if (part === '') continue;
     const eq = part.indexOf('=');
-    if (eq <= 0)
+    if (eq < 0)
       throw new ConfigError(
         `--initial-cluster: ${JSON.stringify(part)} is not name=http://host:port`,
       );
     const name = part.slice(0, eq);
-    if (!isNodeId(name))
+    if (name !== '' && !isNodeId(name))
       throw new ConfigError(
         `--initial-cluster: member name ${JSON.stringify(name)}: use 1-64 of [A-Za-z0-9_.-]`,
       );
-    if (members.some((m) => m.name === name))
-      throw new ConfigError(
-        `--initial-cluster names ${name} twice (Chorus takes one peer URL per member)`,
-      );
     const { url, host, port } = parseUrl(part.slice(eq + 1), 'initial-cluster');
+    if (members.some((m) => m.peerUrl === url))
+      throw new ConfigError(`--initial-cluster lists ${url} twice`);
     members.push({ name, peerUrl: url, host, port });
   }
   if (members.length === 0) throw new ConfigError('--initial-cluster names no member');
   return members;
+}
+
+/** Each named member of --initial-cluster with its peer URLs, in the order first named. */
+export function namedMembers(cluster: readonly ClusterMember[]): Map<string, ClusterMember[]> {
+  const byName = new Map<string, ClusterMember[]>();
+  for (const m of cluster) {
+    if (m.name === '') continue;
+    const entries = byName.get(m.name) ?? [];
+    entries.push(m);
+    byName.set(m.name, entries);
+  }
+  return byName;
 }

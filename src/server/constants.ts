@@ -62,6 +62,15 @@ export const eventLoopBlockedWarnMs = 500;
 /** An apply batch slower than this is logged as a warning (etcd warns at 100 ms too). */
 export const applyWarnMs = 100;
 
+/** Ids drawn at MemberAdd before giving up on finding an unused one (one is all it takes). */
+export const memberIdAttemptsMax = 8;
+
+/** A joining member asks each listed peer for the member list, waiting this long for each. */
+export const joinQueryTimeoutMs = 3_000;
+
+/** The largest member list a joining member accepts (a few hundred bytes per member). */
+export const joinAnswerBytesMax = 1024 * 1024;
+
 /** How often each member probes every peer's round-trip time (etcd: every 5 s per peer). */
 export const peerProbeEveryMs = 5_000;
 /** A probe unanswered by then counts as failed. */

@@ -14,6 +14,7 @@
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
+import { assert } from '../core/assert.js';
 import { isNodeId, type NodeId } from '../core/ids.js';
 import { dataDirFilesScannedMax, dataDirFormatVersion } from './constants.js';
 
@@ -36,10 +37,15 @@ export interface DataDir {
   path: string;
   /** True when this member had no state before (a new member). */
   fresh: boolean;
-  /** The identity recorded at creation (a restart keeps it even if flags changed since). */
-  identity: MemberIdentity;
+  /**
+   * The identity recorded at creation (a restart keeps it even if flags changed since);
+   * undefined while the directory is fresh, until `record`.
+   */
+  identity: MemberIdentity | undefined;
   /** Takes a stale lock over from this pid, if it did. */
   tookOverFrom: number | undefined;
+  /** Writes the identity of a fresh directory into version.json (durably), once. */
+  record(identity: MemberIdentity): MemberIdentity;
   release(): void;
 }
 
@@ -50,15 +56,11 @@ interface VersionFile extends Partial<MemberIdentity> {
 }
 
 /**
- * Locks the directory (creating it) and checks or writes its format version. A fresh
- * directory records `identity`; one with state returns the identity it recorded.
+ * Locks the directory (creating it) and checks its format version. One with state returns
+ * the identity it recorded; a fresh one has none until the caller, who may first have to ask
+ * the cluster who this member is, calls `record`.
  */
-export function openDataDir(
-  path: string,
-  name: string,
-  clusterToken: string,
-  identity: MemberIdentity,
-): DataDir {
+export function openDataDir(path: string, name: string, clusterToken: string): DataDir {
   try {
     fs.mkdirSync(path, { recursive: true });
   } catch (error) {
@@ -67,8 +69,21 @@ export function openDataDir(
   const tookOverFrom = lock(path);
   const release = (): void => unlock(path);
   try {
-    const { fresh, recorded } = checkVersion(path, name, clusterToken, identity);
-    return { path, fresh, identity: recorded, tookOverFrom, release };
+    const { fresh, recorded } = checkVersion(path, name, clusterToken);
+    const dataDir: DataDir = {
+      path,
+      fresh,
+      identity: recorded,
+      tookOverFrom,
+      record(identity) {
+        assert(dataDir.fresh && dataDir.identity === undefined, 'record the identity once, fresh');
+        writeVersion(path, { format: dataDirFormatVersion, name, clusterToken, ...identity });
+        dataDir.identity = { ...identity };
+        return dataDir.identity;
+      },
+      release,
+    };
+    return dataDir;
   } catch (error) {
     release();
     throw error;
@@ -136,14 +151,12 @@ function unlock(dir: string): void {
   if (readPid(file) === process.pid) fs.rmSync(file, { force: true });
 }
 
-/** Whether the directory is fresh (no state yet), and the identity it holds. */
+/** Whether the directory is fresh (no state yet), and the identity it holds if not. */
 function checkVersion(
   dir: string,
   name: string,
   clusterToken: string,
-  identity: MemberIdentity,
-): { fresh: boolean; recorded: MemberIdentity } {
-  const written = { format: dataDirFormatVersion, name, clusterToken, ...identity };
+): { fresh: boolean; recorded: MemberIdentity | undefined } {
   const file = join(dir, versionFileName);
   let text: string | undefined;
   try {
@@ -158,8 +171,7 @@ function checkVersion(
       throw new DataDirError(
         `data directory ${dir} is not empty and has no ${versionFileName}: not a Chorus data directory (found ${others.slice(0, 3).join(', ')})`,
       );
-    writeVersion(dir, written);
-    return { fresh: true, recorded: identity };
+    return { fresh: true, recorded: undefined };
   }
   let version: VersionFile;
   try {
@@ -180,11 +192,8 @@ function checkVersion(
       `data directory ${dir} belongs to cluster token ${JSON.stringify(version.clusterToken)}, not ${JSON.stringify(clusterToken)}`,
     );
   const fresh = !fs.existsSync(join(dir, raftDirName));
-  if (fresh) {
-    // No state yet (an earlier start failed early): the identity follows today's flags.
-    writeVersion(dir, written);
-    return { fresh, recorded: identity };
-  }
+  // No state yet (an earlier start failed early): the identity is chosen again.
+  if (fresh) return { fresh, recorded: undefined };
   if (version.format < dataDirFormatVersion || !isNodeId(version.nodeId))
     throw new DataDirError(
       `data directory ${dir} has format ${version.format}, written by an older Chorus whose ` +

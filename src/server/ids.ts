@@ -2,11 +2,14 @@
  * Member and cluster ids. etcd derives a member's 64-bit id from its peer URLs and the
  * cluster token, and the cluster's id from its members' ids. Chorus derives a founding
  * member's id from its name (also its Raft node id) and the token, so the founders compute
- * the same ids for everyone from --initial-cluster alone. A member added later (MemberAdd
- * carries no name) gets its id from its peer URLs and the token, and its Raft node id is
- * that id in hex: the new member computes both from its own flags, and nobody has to tell
- * it who it is. The replicated member table remembers removed ids and never reuses one.
- * They are uint64 on the wire, beyond 2^53, so they stay bigint or decimal strings here.
+ * the same ids for everyone from --initial-cluster alone. A member added later gets its id
+ * from the leader at MemberAdd: a hash of its peer URLs, the token, the leader's clock and a
+ * random draw (etcd mixes in the time too), so the same peer URLs added again after a
+ * removal get a new id. Its Raft node id is that id in hex. The conf change carries both, so
+ * every replica records the same ones however late it replays the entry; the new member
+ * learns them by asking a running member for the member list (join.ts). Removed ids are
+ * never reused. Ids are uint64 on the wire, beyond 2^53, so they stay bigint or decimal
+ * strings here.
  */
 import { createHash } from 'node:crypto';
 import { nodeId, type NodeId } from '../core/ids.js';
@@ -38,9 +41,19 @@ export function clusterId(clusterToken: string, names: readonly string[]): bigin
   return hash64(`chorus-cluster/${clusterToken}/${ids.join(',')}`);
 }
 
-/** The id of a member added by MemberAdd with these peer URLs. */
-export function addedMemberId(clusterToken: string, peerUrls: readonly string[]): bigint {
-  return hash64(`chorus-added-member/${clusterToken}/${[...peerUrls].sort().join(',')}`);
+/**
+ * The id of a member added by MemberAdd with these peer URLs: unique per call through the
+ * leader's wall clock and a random 32-bit draw (`attempt` moves on when an id is taken).
+ */
+export function addedMemberId(
+  clusterToken: string,
+  peerUrls: readonly string[],
+  wallMs: number,
+  draw: number,
+  attempt = 0,
+): bigint {
+  const urls = [...peerUrls].sort().join(',');
+  return hash64(`chorus-added-member/${clusterToken}/${urls}/${wallMs}/${draw}/${attempt}`);
 }
 
 /** The Raft node id of an added member: its id in hex, 16 digits. */

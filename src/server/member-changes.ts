@@ -6,10 +6,10 @@
  * command) and answers once it has applied. A member that is not the leader forwards the
  * request (server.ts). Refusals use etcd's codes and words:
  *
- * - add: URLs must parse; no member may already use one of them; an id once removed is
- *   never reused (the same URLs give the same id: add with another URL); one learner at a
- *   time; a voter is added only if the members that are up still make a quorum of the
- *   bigger configuration (etcd's strict reconfiguration check);
+ * - add: URLs must parse; no member may already use one of them; one learner at a time; a
+ *   voter is added only if the members that are up still make a quorum of the bigger
+ *   configuration (etcd's strict reconfiguration check). The new member's id is drawn here,
+ *   unused by any member present or removed (ids.ts), and travels in the conf change;
  * - remove: the member must exist; a voter is removed only if the members that are up
  *   still make a quorum of the smaller configuration;
  * - promote: the member must be a learner with at least 90% of the leader's log;
@@ -24,7 +24,7 @@ import type { NodeId } from '../core/ids.js';
 import type { Timers } from '../env/env.js';
 import type { RaftDriver } from '../raft/driver.js';
 import type { ConfChange } from '../raft/raft.js';
-import { learnerReadyRatio, learnersMax } from './constants.js';
+import { learnerReadyRatio, learnersMax, memberIdAttemptsMax } from './constants.js';
 import { parseUrl } from './config.js';
 import { StatusError } from './errors.js';
 import { addedMemberId, addedNodeId } from './ids.js';
@@ -63,6 +63,9 @@ export interface MemberChangeContext {
   retryMs: number;
   /** Monotonic milliseconds. */
   now(): number;
+  /** Wall-clock milliseconds and a random 32-bit draw: what makes an added member's id new. */
+  wallMs(): number;
+  draw(): number;
 }
 
 /** Validates `request` and carries it out; the leader only. `done` gets the member touched. */
@@ -127,14 +130,7 @@ function planChange(
       const peerUrls = normalizeUrls(request.peerUrls);
       if (members.some((m) => m.peerUrls.some((u) => peerUrls.includes(u))))
         throw new StatusError(Status.FAILED_PRECONDITION, memberErrors.peerUrlExists);
-      const id = addedMemberId(ctx.clusterToken, peerUrls);
-      if (table.byId(id) !== undefined)
-        throw new StatusError(Status.FAILED_PRECONDITION, memberErrors.exists);
-      if (table.wasRemoved(id))
-        throw new StatusError(
-          Status.FAILED_PRECONDITION,
-          `${memberErrors.exists} (a member with these peer URLs was removed; ids are never reused, so add the new member with another peer URL)`,
-        );
+      const id = newMemberId(ctx, table, peerUrls);
       if (request.isLearner && members.filter((m) => m.isLearner).length >= learnersMax)
         throw new StatusError(Status.FAILED_PRECONDITION, memberErrors.tooManyLearners);
       if (!request.isLearner) {
@@ -189,6 +185,19 @@ function planChange(
 }
 
 const quorum = (voters: number): number => Math.floor(voters / 2) + 1;
+
+/** An id no member has or had (a clash of 64-bit hashes is all but impossible; still bounded). */
+function newMemberId(ctx: MemberChangeContext, table: MemberTable, peerUrls: string[]): bigint {
+  const wallMs = ctx.wallMs();
+  const draw = ctx.draw();
+  for (let attempt = 0; attempt < memberIdAttemptsMax; attempt++) {
+    const id = addedMemberId(ctx.clusterToken, peerUrls, wallMs, draw, attempt);
+    const node = addedNodeId(id);
+    if (table.byId(id) === undefined && !table.wasRemoved(id) && table.get(node) === undefined)
+      return id;
+  }
+  throw new StatusError(Status.FAILED_PRECONDITION, memberErrors.exists);
+}
 
 function found(table: MemberTable, id: string): Member {
   const member = /^\d+$/.test(id) ? table.byId(BigInt(id)) : undefined;

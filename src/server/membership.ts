@@ -23,6 +23,7 @@ import type { SnapshotJob, StateMachine } from '../raft/driver.js';
 import { decodeConfChange, type ConfChange } from '../raft/raft.js';
 import type { Entry } from '../raft/types.js';
 import { clusterId, memberId } from './ids.js';
+import { namedMembers, type ClusterMember } from './config.js';
 
 export interface Member {
   id: bigint;
@@ -68,18 +69,17 @@ export const encodeMemberContext = (context: MemberContext): Uint8Array => encod
  */
 export function foundingMembers(
   clusterToken: string,
-  members: readonly { name: string; peerUrl: string }[],
+  members: readonly ClusterMember[],
 ): { node: NodeId; context: Uint8Array }[] {
-  const cluster = clusterId(
-    clusterToken,
-    members.map((m) => m.name),
-  ).toString();
-  return members.map((m) => ({
-    node: nodeId(m.name),
+  // A member with several peer URLs is listed once per URL; an unnamed one is no founder.
+  const founders = namedMembers(members);
+  const cluster = clusterId(clusterToken, [...founders.keys()]).toString();
+  return [...founders].map(([name, entries]) => ({
+    node: nodeId(name),
     context: encodeMemberContext({
-      id: memberId(clusterToken, m.name).toString(),
-      name: m.name,
-      peerUrls: [m.peerUrl],
+      id: memberId(clusterToken, name).toString(),
+      name,
+      peerUrls: entries.map((m) => m.peerUrl).sort(),
       clusterId: cluster,
     }),
   }));

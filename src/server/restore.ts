@@ -40,7 +40,7 @@ import { NodeDisk } from '../env/node/index.js';
 import type { ConfChange } from '../raft/raft.js';
 import type { ConfState, HardState, Snapshot } from '../raft/types.js';
 import { RaftStorage, type Recovered } from '../storage/index.js';
-import { ConfigError, parseUrl, type ClusterMember } from './config.js';
+import { ConfigError, namedMembers, parseUrl, type ClusterMember } from './config.js';
 import { openDataDir, raftDirName, type MemberIdentity } from './datadir.js';
 import { founderIdentity, hexId } from './ids.js';
 import { encodeClusterSnapshot, foundingMembers, MemberTable } from './membership.js';
@@ -119,7 +119,7 @@ export function planRestore(request: RestoreRequest): RestorePlan {
     data: concatBytes(encodeClusterSnapshot(table.toStored(), [read.machine])),
   };
   const members = table.list().map((m) => ({ name: m.name, id: m.id, peerUrl: m.peerUrls[0]! }));
-  assert(members.length === request.initialCluster.length, 'one table member per flag');
+  assert(members.length === namedMembers(request.initialCluster).size, 'one member per name');
   const identity = founderIdentity(request.clusterToken, own.name);
   assert(
     members.some((m) => m.id.toString() === identity.memberId),
@@ -137,25 +137,27 @@ export function planRestore(request: RestoreRequest): RestorePlan {
   };
 }
 
-/** This member in --initial-cluster, after checking --initial-advertise-peer-urls against it. */
+/**
+ * This member in --initial-cluster, after checking --initial-advertise-peer-urls against it
+ * (the same set of URLs, as etcd checks). Every member is a founder here, so each is named.
+ */
 function checkFlags(request: RestoreRequest): ClusterMember {
-  const own = request.initialCluster.find((m) => m.name === request.name);
-  if (own === undefined)
+  if (request.initialCluster.some((m) => m.name === ''))
+    throw new ConfigError('--initial-cluster: every member of a restored cluster needs a name');
+  const own = request.initialCluster.filter((m) => m.name === request.name);
+  if (own.length === 0)
     throw new ConfigError(
       `--initial-cluster does not list this member's name ${JSON.stringify(request.name)}`,
     );
   const advertised = request.advertisePeerUrls;
-  if (advertised === undefined) return own;
-  if (advertised.length !== 1)
+  if (advertised === undefined) return own[0]!;
+  const given = advertised.map((u) => parseUrl(u, 'initial-advertise-peer-urls').url).sort();
+  const listed = own.map((m) => m.peerUrl).sort();
+  if (given.join(',') !== listed.join(','))
     throw new ConfigError(
-      '--initial-advertise-peer-urls: Chorus takes exactly one peer URL per member',
+      `--initial-advertise-peer-urls ${given.join(',')} is not ${listed.join(',')}, what --initial-cluster gives ${request.name}`,
     );
-  const url = parseUrl(advertised[0]!, 'initial-advertise-peer-urls').url;
-  if (url !== own.peerUrl)
-    throw new ConfigError(
-      `--initial-advertise-peer-urls ${url} is not ${own.peerUrl}, the URL --initial-cluster gives ${request.name}`,
-    );
-  return own;
+  return own[0]!;
 }
 
 /**
@@ -240,8 +242,9 @@ function writeDataDir(
   let release: () => void;
   let env: { disk: NodeDisk; log: Logger };
   try {
-    const opened = openDataDir(dir, request.name, request.clusterToken, plan.identity);
+    const opened = openDataDir(dir, request.name, request.clusterToken);
     release = () => opened.release();
+    opened.record(plan.identity);
     env = { disk: new NodeDisk(dir), log: log.child({ restoring: basename(dir) }) };
   } catch (error) {
     return done(error as Error);

@@ -17,16 +17,18 @@ import * as http from 'node:http';
 import { asChorusError, describeError, ChorusError, TimeoutError } from '../core/errors.js';
 import { nodeId, type NodeId } from '../core/ids.js';
 import type { Logger } from '../env/env.js';
-import { createNodeEnv, type NodeEnv, type TcpAddress } from '../env/node/index.js';
+import { createNodeEnv, queryPeer, type NodeEnv, type TcpAddress } from '../env/node/index.js';
 import { KvNode, kvNodeDefaults } from '../kv/node.js';
 import type { RaftStore } from '../raft/driver.js';
 import type { RestoredState } from '../raft/raft.js';
 import { RaftStorage } from '../storage/index.js';
-import { parseUrl, type ServerConfig } from './config.js';
+import { namedMembers, parseUrl, type ServerConfig } from './config.js';
 import {
   etcdVersion,
   forwardDeadlineMs,
   grpcOverheadBytes,
+  joinAnswerBytesMax,
+  joinQueryTimeoutMs,
   memberChangeDeadlineMs,
   moveLeaderTimeoutMs,
   observeEveryMs,
@@ -38,18 +40,19 @@ import {
   requestTimeoutMsBase,
 } from './constants.js';
 import type { Header, Wire } from './convert.js';
-import {
-  openDataDir,
-  raftBytes,
-  raftDirName,
-  type DataDir,
-  type MemberIdentity,
-} from './datadir.js';
+import { openDataDir, raftBytes, raftDirName, type DataDir } from './datadir.js';
 import { Dispatcher } from './dispatch.js';
 import { StatusError } from './errors.js';
 import { GrpcFront } from './grpc.js';
 import { Gateway } from './gateway.js';
-import { addedMemberId, addedNodeId, clusterId, founderIdentity, hexId } from './ids.js';
+import { clusterId, founderIdentity, hexId } from './ids.js';
+import {
+  encodeMembersAnswer,
+  learnIdentity,
+  membersQuestion,
+  type AskMembers,
+  type Joined,
+} from './join.js';
 import { EtcdJson } from './json.js';
 import { listenClients, type ClientListener } from './listener.js';
 import { changeMembership, type MemberRequest } from './member-changes.js';
@@ -84,34 +87,72 @@ export interface StartedServer {
 }
 
 /**
- * Who this member is when its data directory is new: a founder (--initial-cluster-state
- * new) is its name; a member joining a running cluster is the id MemberAdd gave its peer
- * URLs (see ids.ts).
+ * Who this member is: the identity its data directory recorded; for a fresh one, a
+ * founder's own, or what a running member says of a joining one (join.ts), then recorded.
  */
-function identityFor(config: ServerConfig): MemberIdentity {
-  const token = config.initialClusterToken;
-  if (config.initialClusterState === 'new') return founderIdentity(token, config.name);
-  const own = config.initialCluster.find((m) => m.name === config.name)!;
-  const id = addedMemberId(token, [own.peerUrl]);
-  return { nodeId: addedNodeId(id), memberId: id.toString() };
+function resolveIdentity(
+  config: ServerConfig,
+  dataDir: DataDir,
+  done: (error: Error | undefined, joined: Joined | undefined) => void,
+): void {
+  if (dataDir.identity !== undefined) return done(undefined, undefined);
+  if (config.initialClusterState === 'new') {
+    dataDir.record(founderIdentity(config.initialClusterToken, config.name));
+    return done(undefined, undefined);
+  }
+  const ask: AskMembers = (address, answered) =>
+    queryPeer(
+      address,
+      membersQuestion,
+      { timeoutMs: joinQueryTimeoutMs, replyBytesMax: joinAnswerBytesMax },
+      answered,
+    );
+  learnIdentity(config, ask, (error, joined) => {
+    if (error !== undefined || joined === undefined) return done(error, undefined);
+    dataDir.record(joined.identity);
+    done(undefined, joined);
+  });
 }
 
 /**
- * Where to reach the other members before the member table is known. A joining member
- * cannot tell a founder (whose node id is its name) from a member added later (whose node
- * id derives from its peer URL), so it knows each address under both ids; the unused one
- * is never dialled, and the table replaces both once applied.
+ * Where to reach the other members before the member table is known: every member the
+ * joined-through member listed, or else the founders of --initial-cluster (their node ids
+ * are their names). Members added later are known once the log or snapshot is applied.
  */
-function seedPeers(config: ServerConfig, self: NodeId): Map<NodeId, TcpAddress> {
-  const peers = new Map<NodeId, TcpAddress>();
-  for (const m of config.initialCluster) {
-    const address = { host: m.host, port: m.port };
-    const byName = nodeId(m.name);
-    const byUrl = addedNodeId(addedMemberId(config.initialClusterToken, [m.peerUrl]));
-    for (const id of config.initialClusterState === 'new' ? [byName] : [byName, byUrl])
-      if (id !== self) peers.set(id, address);
+function seedPeers(
+  config: ServerConfig,
+  self: NodeId,
+  joined: Joined | undefined,
+): Map<NodeId, TcpAddress[]> {
+  const peers = new Map<NodeId, TcpAddress[]>();
+  if (joined !== undefined) {
+    for (const m of joined.members) {
+      const addresses = peerAddresses(m.peerUrls);
+      if (m.node !== self && addresses.length > 0) peers.set(m.node, addresses);
+    }
+    return peers;
   }
+  for (const [name, entries] of namedMembers(config.initialCluster))
+    if (nodeId(name) !== self)
+      peers.set(
+        nodeId(name),
+        entries.map((m) => ({ host: m.host, port: m.port })),
+      );
   return peers;
+}
+
+/** The addresses of a member's peer URLs, in order; unusable URLs are skipped. */
+function peerAddresses(urls: readonly string[]): TcpAddress[] {
+  const addresses: TcpAddress[] = [];
+  for (const url of urls) {
+    try {
+      const { host, port } = parseUrl(url, 'peer-urls');
+      addresses.push({ host, port });
+    } catch {
+      // MemberAdd and MemberUpdate check URLs; one that does not parse here is skipped.
+    }
+  }
+  return addresses;
 }
 
 /** Starts a node; `done` runs once clients can connect (or with why it could not start). */
@@ -122,12 +163,7 @@ export function startServer(
 ): void {
   let dataDir: DataDir;
   try {
-    dataDir = openDataDir(
-      config.dataDir,
-      config.name,
-      config.initialClusterToken,
-      identityFor(config),
-    );
+    dataDir = openDataDir(config.dataDir, config.name, config.initialClusterToken);
   } catch (error) {
     return done(error as Error, undefined);
   }
@@ -138,12 +174,39 @@ export function startServer(
     dataDir.release();
     done(error, undefined);
   };
-  const self = dataDir.identity.nodeId;
+  resolveIdentity(config, dataDir, (identityError, joined) => {
+    if (identityError !== undefined) return fail(identityError, []);
+    if (joined !== undefined)
+      log.info("learned this member's id from the cluster", {
+        memberId: hexId(BigInt(joined.identity.memberId)),
+        node: joined.identity.nodeId,
+      });
+    startMember(
+      config,
+      log,
+      dataDir,
+      seedPeers(config, dataDir.identity!.nodeId, joined),
+      fail,
+      done,
+    );
+  });
+}
+
+/** Binds the peer port, opens Raft storage and starts the member with a known identity. */
+function startMember(
+  config: ServerConfig,
+  log: Logger,
+  dataDir: DataDir,
+  peers: Map<NodeId, TcpAddress[]>,
+  fail: (error: Error, cleanup: (() => void)[]) => void,
+  done: (error: Error | undefined, server: StartedServer | undefined) => void,
+): void {
+  const self = dataDir.identity!.nodeId;
   createNodeEnv(
     {
       self,
       listen: config.listenPeer,
-      peers: seedPeers(config, self),
+      peers,
       dataDir: config.dataDir,
       log,
     },
@@ -213,10 +276,11 @@ class ChorusServer implements StartedServer, ServiceContext {
   ) {
     this.log = nodeEnv.env.log;
     const token = config.initialClusterToken;
-    const names = config.initialCluster.map((m) => m.name);
+    const founders = namedMembers(config.initialCluster);
+    const names = [...founders.keys()];
     this.flagClusterId = clusterId(token, names).toString();
-    this.self = dataDir.identity.nodeId;
-    this.memberIdText = dataDir.identity.memberId;
+    this.self = dataDir.identity!.nodeId;
+    this.memberIdText = dataDir.identity!.memberId;
     this.metrics = new ServerMetrics({ member: config.name });
     this.requestTimeoutMs = requestTimeoutMsBase + 2 * config.electionTimeoutMs;
     const env = nodeEnv.env;
@@ -255,6 +319,16 @@ class ChorusServer implements StartedServer, ServiceContext {
       this.log.warn('the leader says this member was removed from the cluster', { from });
       this.onRemoved();
     });
+    // A member that missed the leader's notice hears it from the first peer it dials.
+    this.nodeEnv.net.onRetired((by) => {
+      this.log.warn('a peer says this member was removed from the cluster', { by });
+      this.onRemoved();
+    });
+    this.nodeEnv.net.answerQueries((question) =>
+      question === membersQuestion
+        ? encodeMembersAnswer(config.initialClusterToken, this.table)
+        : undefined,
+    );
     this.started = true;
     this.membershipChanged();
     this.dispatcher = new Dispatcher(this, this.metrics, this.log, () => performance.now());
@@ -488,6 +562,8 @@ class ChorusServer implements StartedServer, ServiceContext {
         isStarted: (node) => this.isStarted(node),
         retryMs: this.config.heartbeatIntervalMs,
         now: () => env.clock.monotonicMs(),
+        wallMs: () => env.clock.wallMs(),
+        draw: () => env.random.int(2 ** 32),
       },
       request,
       env.clock.monotonicMs() + memberChangeDeadlineMs,
@@ -519,12 +595,9 @@ class ChorusServer implements StartedServer, ServiceContext {
     const net = this.nodeEnv.net;
     for (const m of this.table.list()) {
       if (m.node === this.self || m.peerUrls.length === 0) continue;
-      try {
-        const { host, port } = parseUrl(m.peerUrls[0]!, 'peer-urls');
-        net.setPeer(m.node, { host, port });
-      } catch {
-        this.log.warn('member has an unusable peer URL', { node: m.node, url: m.peerUrls[0] });
-      }
+      const addresses = peerAddresses(m.peerUrls);
+      if (addresses.length > 0) net.setPeer(m.node, addresses);
+      else this.log.warn('member has no usable peer URL', { node: m.node, urls: m.peerUrls });
     }
     for (const node of this.table.removedNodeIds()) {
       if (this.removedHandled.has(node)) continue;

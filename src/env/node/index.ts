@@ -19,7 +19,7 @@ export * from './tcp.js';
 export interface NodeEnvOptions {
   self: NodeId;
   listen: TcpAddress;
-  peers: ReadonlyMap<NodeId, TcpAddress>;
+  peers: ReadonlyMap<NodeId, TcpAddress | readonly TcpAddress[]>;
   dataDir: string;
   /** Seed of every random choice; drawn at random (and logged) when absent. */
   seed?: number;

@@ -15,6 +15,19 @@
  * counted, as the Network contract allows (protocols tolerate loss). A lost connection
  * keeps its queue and is redialled with exponential backoff and jitter.
  *
+ * A peer may have several addresses: a dial that fails moves on to the next one, and only a
+ * round in which every address failed waits out the backoff.
+ *
+ * Two exceptions to one-way traffic, each on a connection of its own:
+ * - A retired peer (removePeer: it left the membership) that dials us is answered with one
+ *   retired notice before the connection closes (at most one per retiredNoticeEveryMs per
+ *   peer; the dialler's backoff bounds the rest), so a node that missed being told it left
+ *   learns it from whoever it tries to talk to, as etcd's peers answer a removed member
+ *   with 410 Gone. The dialler reports the notice through onRetired.
+ * - A query (queryPeer) asks a node one question before it knows who it is — a joining
+ *   member asks for the member list to learn its own id. Its handshake names no node; the
+ *   answer is one frame on the same connection, which then closes.
+ *
  * Bad input on an inbound connection closes that connection alone, with a logged reason
  * and a counter; it never throws out of a socket callback.
  */
@@ -31,7 +44,7 @@ import {
   reconnectDelayMsMin,
   reconnectJitterRatio,
 } from '../../core/constants.js';
-import { describeError } from '../../core/errors.js';
+import { ChorusError, describeError, TimeoutError } from '../../core/errors.js';
 import { encodeFrame, FrameDecoder, writeFrameHeader } from '../../core/frame.js';
 import { isNodeId, type NodeId } from '../../core/ids.js';
 import type { Random } from '../../core/prng.js';
@@ -74,10 +87,44 @@ export const tcpLimitsDefault: Readonly<TcpLimits> = {
 export const handshakeBytesMax = 256;
 const handshakeMagic = 'chorus';
 const handshakeVersion = 1;
+/** The magic of a query's handshake: no sender, a question instead of a receiver. */
+const queryMagic = 'chorus-query';
+/** The third element of a retired notice (a handshake's place holds the sender there). */
+const retiredMark = 'retired';
+/** Retired peers remembered (oldest forgotten first); each is one removed member. */
+export const retiredPeersMax = 4096;
+/** At most one retired notice per peer this often; other dials of it are closed unanswered. */
+export const retiredNoticeEveryMs = 1_000;
+/** Longest question a query may ask (its handshake stays under handshakeBytesMax). */
+export const queryQuestionCharsMax = 64;
 
 /** The payload of the first frame on every connection: who is dialling whom. */
 export function encodeHandshake(from: NodeId, to: NodeId): Uint8Array {
   return encode([handshakeMagic, handshakeVersion, from, to]);
+}
+
+/** The one frame a node answers a retired peer's handshake with: "you, `to`, are retired". */
+export function encodeRetiredNotice(to: NodeId): Uint8Array {
+  return encode([handshakeMagic, handshakeVersion, retiredMark, to]);
+}
+
+function isRetiredNotice(payload: Uint8Array, self: NodeId): boolean {
+  let value: unknown;
+  try {
+    value = decode(payload);
+  } catch {
+    return false;
+  }
+  if (!Array.isArray(value) || value.length !== 4) return false;
+  const [magic, version, mark, to] = value as unknown[];
+  return (
+    magic === handshakeMagic && version === handshakeVersion && mark === retiredMark && to === self
+  );
+}
+
+export function encodeQuery(question: string): Uint8Array {
+  assert(question.length <= queryQuestionCharsMax, () => `question of ${question.length} chars`);
+  return encode([queryMagic, handshakeVersion, question]);
 }
 
 export type TcpDropReason = 'queue-full' | 'too-large' | 'unknown-peer' | 'closed';
@@ -88,11 +135,14 @@ export type TcpCloseReason =
   | 'checksum-mismatch'
   | 'truncated-frame'
   | 'bad-handshake'
+  | 'bad-query'
   | 'handshake-timeout'
   | 'unexpected-data'
   | 'connect-timeout'
   | 'inbound-limit'
-  | 'peer-closed';
+  | 'peer-closed'
+  | 'retired-peer'
+  | 'retired';
 
 export interface TcpNetworkStats {
   /** Messages and frame bytes handed to a socket (not proof of delivery). */
@@ -107,12 +157,17 @@ export interface TcpNetworkStats {
   connectsStarted: number;
   connectsSucceeded: number;
   inboundAccepted: number;
+  /** Queries answered, and retired notices sent to (and received from) peers. */
+  queriesAnswered: number;
+  retiredNoticesSent: number;
+  retiredNoticesReceived: number;
 }
 
 export interface TcpNetworkOptions {
   self: NodeId;
   listen: TcpAddress;
-  peers: ReadonlyMap<NodeId, TcpAddress>;
+  /** Each peer's address, or its addresses to dial in turn. */
+  peers: ReadonlyMap<NodeId, TcpAddress | readonly TcpAddress[]>;
   log: Logger;
   /** Draws reconnect jitter. */
   random: Random;
@@ -139,6 +194,8 @@ interface Shared {
   readonly limits: TcpLimits;
   readonly stats: TcpNetworkStats;
   countError(reason: string): void;
+  /** A peer told us we are retired (see the file comment). */
+  retired(by: NodeId): void;
 }
 
 /**
@@ -228,14 +285,40 @@ class OutboundPeer {
   private failureCounted = false;
   private readonly queue: FrameQueue;
   private readonly log: Logger;
+  /** The peer's addresses, dialled in turn; never empty. */
+  private addresses: TcpAddress[];
+  /** Index into `addresses` of the one dialled next (the one that last worked, first). */
+  private current = 0;
+  /** Dials since the last connect or backoff; a round ends once every address failed. */
+  private dialsThisRound = 0;
 
   constructor(
     readonly id: NodeId,
-    public address: TcpAddress,
+    addresses: readonly TcpAddress[],
     private readonly shared: Shared,
   ) {
+    assert(addresses.length > 0, () => `peer ${id} without an address`);
+    this.addresses = addresses.map((a) => ({ ...a }));
     this.queue = new FrameQueue(shared.limits.writeChunkBytes);
     this.log = shared.log.child({ peer: id, direction: 'out' });
+  }
+
+  get address(): TcpAddress {
+    return this.addresses[this.current]!;
+  }
+
+  /** New addresses take effect at the next dial; the same ones change nothing. */
+  setAddresses(addresses: readonly TcpAddress[]): void {
+    assert(addresses.length > 0, () => `peer ${this.id} without an address`);
+    const same =
+      addresses.length === this.addresses.length &&
+      addresses.every(
+        (a, i) => a.host === this.addresses[i]!.host && a.port === this.addresses[i]!.port,
+      );
+    if (same) return;
+    this.addresses = addresses.map((a) => ({ ...a }));
+    this.current = 0;
+    this.dialsThisRound = 0;
   }
 
   queued(): { messages: number; bytes: number } {
@@ -271,9 +354,12 @@ class OutboundPeer {
     assert(this.socket === undefined, 'connect with a live socket');
     this.state = 'connecting';
     this.failureCounted = false;
+    this.dialsThisRound += 1;
     this.shared.stats.connectsStarted += 1;
     const socket = net.connect({ host: this.address.host, port: this.address.port });
     this.socket = socket;
+    // Nothing but a retired notice may arrive on a connection we opened (see the file comment).
+    const replies = new FrameDecoder(handshakeBytesMax);
     socket.setNoDelay(true);
     this.timer = setTimeout(
       () =>
@@ -285,10 +371,7 @@ class OutboundPeer {
       this.shared.limits.connectTimeoutMs,
     );
     socket.once('connect', () => this.onConnect(socket));
-    // Peers never write on a connection we opened; anything arriving is a protocol violation.
-    socket.on('data', () =>
-      this.fail(socket, 'unexpected-data', 'peer wrote on our outbound connection'),
-    );
+    socket.on('data', (chunk: Buffer) => this.onReply(socket, replies, chunk));
     socket.on('drain', () => {
       this.awaitingDrain = false;
       this.flush();
@@ -305,10 +388,29 @@ class OutboundPeer {
     this.timer = undefined;
     this.state = 'open';
     this.attempts = 0;
+    this.dialsThisRound = 0;
     this.shared.stats.connectsSucceeded += 1;
     this.log.debug('connected', { address: this.address });
     socket.write(encodeFrame(encodeHandshake(this.shared.self, this.id)));
     this.flush();
+  }
+
+  /**
+   * Peers never write on a connection we opened, except one retired notice before they close
+   * it; anything else is a protocol violation.
+   */
+  private onReply(socket: net.Socket, replies: FrameDecoder, chunk: Buffer): void {
+    if (socket !== this.socket) return;
+    const payloads = replies.push(chunk);
+    const notice = payloads.find((p) => isRetiredNotice(p, this.shared.self));
+    if (notice !== undefined) {
+      this.shared.stats.retiredNoticesReceived += 1;
+      this.fail(socket, 'retired', 'the peer says this node left the membership');
+      this.shared.retired(this.id);
+      return;
+    }
+    if (payloads.length > 0 || replies.error !== undefined)
+      this.fail(socket, 'unexpected-data', 'peer wrote on our outbound connection');
   }
 
   /** Counts and logs why this side gives up on the connection; 'close' then schedules the redial. */
@@ -318,7 +420,12 @@ class OutboundPeer {
     this.shared.countError(reason);
     // A peer that is down fails every redial; say so once, not every few seconds.
     const level = this.attempts === 0 ? 'warn' : 'debug';
-    this.log[level]('connection failed', { reason, detail, attempts: this.attempts });
+    this.log[level]('connection failed', {
+      reason,
+      detail,
+      address: this.address,
+      attempts: this.attempts,
+    });
     socket.destroy();
   }
 
@@ -329,10 +436,18 @@ class OutboundPeer {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.state === 'closed') return;
-    if (this.state === 'open' && !this.failureCounted) {
+    const wasOpen = this.state === 'open';
+    if (wasOpen && !this.failureCounted) {
       this.shared.countError('peer-closed');
       this.log.info('connection closed by peer');
     }
+    if (!wasOpen) this.current = (this.current + 1) % this.addresses.length;
+    if (!wasOpen && this.dialsThisRound < this.addresses.length && this.queue.messages > 0) {
+      // Another address of this peer is still untried in this round: dial it at once.
+      this.connect();
+      return;
+    }
+    this.dialsThisRound = 0;
     const delayMs = reconnectDelayMs(this.attempts, this.shared.limits, this.shared.random);
     this.attempts += 1;
     this.state = 'backoff';
@@ -383,7 +498,10 @@ class InboundConnection {
   constructor(
     readonly socket: net.Socket,
     private readonly shared: Shared,
-    private readonly isPeer: (id: NodeId) => boolean,
+    /** Whether a dialler is a peer, a retired peer to answer with a notice, or neither. */
+    private readonly admit: (id: NodeId) => 'peer' | 'notify-retired' | 'refuse',
+    /** The answer to a query (see the file comment), or undefined when this node takes none. */
+    private readonly answer: (question: string) => Uint8Array | undefined,
     private readonly onIdentified: (connection: InboundConnection) => void,
     private readonly deliver: (from: NodeId, payload: Uint8Array) => void,
     private readonly onGone: (connection: InboundConnection) => void,
@@ -455,6 +573,9 @@ class InboundConnection {
     }
     const verdict = this.checkHandshake(payload);
     if ('refusal' in verdict) return this.reject('bad-handshake', verdict.refusal);
+    if ('retired' in verdict)
+      return this.finishWith('retired-peer', encodeRetiredNotice(verdict.retired));
+    if ('question' in verdict) return this.answerQuery(verdict.question);
     clearTimeout(this.timer);
     this.timer = undefined;
     this.peer = verdict.peer;
@@ -465,13 +586,23 @@ class InboundConnection {
     if (rest.length > 0) this.onFrameData(this.decoder, rest);
   }
 
-  /** The sender's id, or why the handshake is refused. */
-  private checkHandshake(payload: Uint8Array): { peer: NodeId } | { refusal: string } {
+  /** The sender's id, a retired sender, a query, or why the handshake is refused. */
+  private checkHandshake(
+    payload: Uint8Array,
+  ): { peer: NodeId } | { retired: NodeId } | { question: string } | { refusal: string } {
     let value: unknown;
     try {
       value = decode(payload);
     } catch (error) {
       return { refusal: describeError(error) };
+    }
+    if (Array.isArray(value) && value.length === 3 && value[0] === queryMagic) {
+      const [, version, question] = value as unknown[];
+      if (version !== handshakeVersion)
+        return { refusal: `unsupported query version ${String(version)}` };
+      if (typeof question !== 'string' || question.length > queryQuestionCharsMax)
+        return { refusal: 'query without a question' };
+      return { question };
     }
     if (!Array.isArray(value) || value.length !== 4)
       return { refusal: 'handshake is not a 4-element array' };
@@ -483,8 +614,50 @@ class InboundConnection {
     if (!isNodeId(to) || to !== this.shared.self) {
       return { refusal: `handshake is for ${JSON.stringify(to)}, this is ${this.shared.self}` };
     }
-    if (!this.isPeer(from)) return { refusal: `unknown peer ${from}` };
-    return { peer: from };
+    switch (this.admit(from)) {
+      case 'peer':
+        return { peer: from };
+      case 'notify-retired':
+        return { retired: from };
+      case 'refuse':
+        return { refusal: `unknown peer ${from}` };
+    }
+  }
+
+  private answerQuery(question: string): void {
+    let reply: Uint8Array | undefined;
+    try {
+      reply = this.answer(question);
+    } catch (error) {
+      return this.reject(
+        'bad-query',
+        `answering ${JSON.stringify(question)}: ${describeError(error)}`,
+      );
+    }
+    if (reply === undefined || reply.length > frameSizeBytesMax)
+      return this.reject('bad-query', `no answer to ${JSON.stringify(question)}`);
+    this.shared.stats.queriesAnswered += 1;
+    this.finishWith(undefined, reply);
+  }
+
+  /**
+   * Writes one last frame and closes: the answer to a query, or a retired notice (counted
+   * under `reason`). The socket is destroyed if the dialler has not closed within the
+   * handshake timeout.
+   */
+  private finishWith(reason: 'retired-peer' | undefined, payload: Uint8Array): void {
+    if (this.closedReason !== undefined) return;
+    this.closedReason = reason ?? 'answered';
+    clearTimeout(this.timer);
+    if (reason !== undefined) {
+      this.shared.countError(reason);
+      this.shared.stats.retiredNoticesSent += 1;
+      this.shared.log.info('told a retired peer it left the membership', {
+        remote: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+      });
+    }
+    this.socket.end(encodeFrame(payload));
+    this.timer = setTimeout(() => this.socket.destroy(), this.shared.limits.handshakeTimeoutMs);
   }
 
   private onFrameData(decoder: FrameDecoder, chunk: Uint8Array): void {
@@ -525,6 +698,10 @@ export class TcpNetwork implements Network {
   private readonly server: net.Server;
   private bound: TcpAddress | undefined;
   private handler: (from: NodeId, payload: Uint8Array) => void = () => {};
+  private retiredHandler: (by: NodeId) => void = () => {};
+  private answerer: ((question: string) => Uint8Array | undefined) | undefined;
+  /** Peers that left the membership, each with when it was last sent a notice (monotonic ms). */
+  private readonly retired = new Map<NodeId, number>();
   private closed = false;
 
   constructor(options: TcpNetworkOptions) {
@@ -547,6 +724,9 @@ export class TcpNetwork implements Network {
       connectsStarted: 0,
       connectsSucceeded: 0,
       inboundAccepted: 0,
+      queriesAnswered: 0,
+      retiredNoticesSent: 0,
+      retiredNoticesReceived: 0,
     };
     this.shared = {
       self: options.self,
@@ -556,6 +736,9 @@ export class TcpNetwork implements Network {
       stats,
       countError: (reason) => {
         stats.connectionErrors[reason] = (stats.connectionErrors[reason] ?? 0) + 1;
+      },
+      retired: (by) => {
+        if (!this.closed) this.retiredHandler(by);
       },
     };
     this.listenAddress = { ...options.listen };
@@ -586,24 +769,36 @@ export class TcpNetwork implements Network {
     return this.bound === undefined ? undefined : { ...this.bound };
   }
 
-  /** Adds a peer or changes its address (the next dial uses it). */
-  setPeer(id: NodeId, address: TcpAddress): void {
+  /**
+   * Adds a peer or changes its addresses (the next dial uses them). A peer with several
+   * addresses is dialled at each in turn until one connects.
+   */
+  setPeer(id: NodeId, address: TcpAddress | readonly TcpAddress[]): void {
     assert(isNodeId(id), () => `peer id ${String(id)}`);
     if (id === this.self) return;
+    const addresses = Array.isArray(address) ? address : [address as TcpAddress];
+    this.retired.delete(id);
     const peer = this.outbound.get(id);
     if (peer !== undefined) {
-      peer.address = { ...address };
+      peer.setAddresses(addresses);
       return;
     }
-    this.outbound.set(id, new OutboundPeer(id, { ...address }, this.shared));
+    this.outbound.set(id, new OutboundPeer(id, addresses, this.shared));
     this.peerIds = [...this.outbound.keys()];
   }
 
   /**
-   * Forgets a peer (it left the membership): its queue is dropped, its outbound connection
-   * closed, and its inbound connection closed; a later handshake from it is refused.
+   * Retires a peer (it left the membership), known before or not: its queue is dropped, its
+   * outbound connection closed, and its inbound connection closed; a later handshake from it
+   * is answered with a retired notice (rate-limited), then closed.
    */
   removePeer(id: NodeId): void {
+    if (id === this.self) return;
+    if (!this.retired.has(id)) {
+      if (this.retired.size >= retiredPeersMax)
+        this.retired.delete(this.retired.keys().next().value!);
+      this.retired.set(id, -Infinity);
+    }
     const peer = this.outbound.get(id);
     if (peer === undefined) return;
     peer.close();
@@ -615,6 +810,16 @@ export class TcpNetwork implements Network {
       this.inbound.delete(inbound);
       this.inboundByPeer.delete(id);
     }
+  }
+
+  /** Sets the handler told when a peer says this node is retired (it left the membership). */
+  onRetired(handler: (by: NodeId) => void): void {
+    this.retiredHandler = handler;
+  }
+
+  /** Sets how this node answers queries (queryPeer); undefined refuses the question. */
+  answerQueries(answer: (question: string) => Uint8Array | undefined): void {
+    this.answerer = answer;
   }
 
   peers(): readonly NodeId[] {
@@ -688,7 +893,8 @@ export class TcpNetwork implements Network {
     const connection = new InboundConnection(
       socket,
       this.shared,
-      (id) => this.outbound.has(id),
+      (id) => this.admit(id),
+      (question) => this.answerer?.(question),
       (identified) => this.onIdentified(identified),
       (from, payload) => this.onFrame(from, payload),
       (gone) => this.onGone(gone),
@@ -700,6 +906,16 @@ export class TcpNetwork implements Network {
         `more than ${this.shared.limits.inboundConnectionsMax} inbound connections`,
       );
     }
+  }
+
+  private admit(id: NodeId): 'peer' | 'notify-retired' | 'refuse' {
+    if (this.outbound.has(id)) return 'peer';
+    const noticeAtMs = this.retired.get(id);
+    if (noticeAtMs === undefined) return 'refuse';
+    const nowMs = performance.now();
+    if (nowMs - noticeAtMs < retiredNoticeEveryMs) return 'refuse';
+    this.retired.set(id, nowMs);
+    return 'notify-retired';
   }
 
   private onIdentified(connection: InboundConnection): void {
@@ -726,4 +942,52 @@ export class TcpNetwork implements Network {
     this.shared.stats.receivedBytes += payload.length;
     this.handler(from, payload);
   }
+}
+
+export interface QueryOptions {
+  /** The whole query, connect to answer, gives up after this. */
+  timeoutMs: number;
+  /** A longer answer is refused (the connection is closed). */
+  replyBytesMax: number;
+}
+
+/**
+ * Asks the node at `address` one question on a connection of its own (see the file comment)
+ * and hands back its answer, or why there is none: unreachable, closed without answering,
+ * a bad frame, or no answer within the timeout.
+ */
+export function queryPeer(
+  address: TcpAddress,
+  question: string,
+  options: QueryOptions,
+  done: (error: ChorusError | undefined, answer: Uint8Array | undefined) => void,
+): void {
+  const where = `${address.host}:${address.port}`;
+  const decoder = new FrameDecoder(options.replyBytesMax);
+  const socket = net.connect({ host: address.host, port: address.port });
+  let finished = false;
+  const finish = (error: ChorusError | undefined, answer?: Uint8Array): void => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    socket.destroy();
+    done(error, answer);
+  };
+  const timer = setTimeout(
+    () => finish(new TimeoutError(`no answer from ${where} within ${options.timeoutMs} ms`)),
+    options.timeoutMs,
+  );
+  socket.once('connect', () => socket.write(encodeFrame(encodeQuery(question))));
+  socket.on('data', (chunk: Buffer) => {
+    const [answer] = decoder.push(chunk);
+    if (answer !== undefined) return finish(undefined, Uint8Array.from(answer));
+    if (decoder.error !== undefined)
+      finish(new ChorusError('unreachable', `bad answer from ${where}: ${decoder.error.message}`));
+  });
+  socket.on('error', (error) =>
+    finish(new ChorusError('unreachable', `cannot reach ${where}: ${describeError(error)}`)),
+  );
+  socket.on('close', () =>
+    finish(new ChorusError('unreachable', `${where} closed the connection without answering`)),
+  );
 }
