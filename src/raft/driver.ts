@@ -26,9 +26,12 @@ import type { Entry, HardState, Snapshot } from './types.js';
 
 /** The durable store the driver needs (src/storage implements it). */
 export interface RaftStore {
-  /** Durable when `done` runs; entries may overwrite a suffix from their first index. */
+  /**
+   * Durable when `done` runs; entries may overwrite a suffix from their first index. With
+   * `mustSync: false` (an update of the commit index alone) `done` may run before it is.
+   */
   save(
-    update: { hardState?: HardState; entries?: Entry[] },
+    update: { hardState?: HardState; entries?: Entry[]; mustSync?: boolean },
     done: (error: Error | undefined) => void,
   ): void;
   saveSnapshot(snapshot: Snapshot, done: (error: Error | undefined) => void): void;
@@ -331,7 +334,9 @@ export class RaftDriver {
     const save = (): void => {
       if (update.hardState === undefined && update.entries === undefined) return done();
       // Only the commit index moved: it need not be durable (a restarted node learns it
-      // again from the leader), so write it without waiting for the fsync (etcd's MustSync).
+      // again from the leader), so write it without an fsync of its own and without waiting
+      // (etcd's MustSync). Synced, it cost every write a second fsync on every node, and the
+      // next proposal's entries queued behind it.
       const previous = this.persistedHardState;
       const mustSync =
         update.entries !== undefined ||
@@ -340,7 +345,7 @@ export class RaftDriver {
         update.hardState.vote !== previous.vote;
       if (update.hardState !== undefined) this.persistedHardState = update.hardState;
       if (!mustSync) {
-        this.options.store.save(update, (error) => {
+        this.options.store.save({ ...update, mustSync: false }, (error) => {
           if (error !== undefined)
             throw new FatalError('raft storage save failed', { cause: error });
         });
