@@ -9,9 +9,9 @@
  * carries nothing else.
  *
  * Every frame is [length u32 LE][CRC32C u32 LE][payload] (src/core/frame.ts). Sends are
- * framed at once into a per-peer queue of large chunks, and a flush (one per event-loop
- * turn) hands whole chunks to the socket, so thousands of small messages become a few
- * large writes. The queue is bounded in messages and bytes; overflow is dropped and
+ * framed at once into a per-peer queue of large chunks, and a flush (a microtask, once the
+ * callback that sent them returns) hands whole chunks to the socket, so the messages of one
+ * Raft Ready, or of one batch of arrivals, become one write. The queue is bounded in messages and bytes; overflow is dropped and
  * counted, as the Network contract allows (protocols tolerate loss). A lost connection
  * keeps its queue and is redialled with exponential backoff and jitter.
  *
@@ -347,8 +347,11 @@ class OutboundPeer {
   private scheduleFlush(): void {
     if (this.flushScheduled || this.awaitingDrain) return;
     this.flushScheduled = true;
-    // One flush per event-loop turn: every send of this turn shares the writes.
-    setImmediate(() => {
+    // Every send of the running callback shares the writes. A microtask, not the next turn
+    // of the event loop (setImmediate): that turn first ran the I/O completions already
+    // waiting — the WAL write the same Ready started, among others — and a leader's appends
+    // reached the followers ~0.3 ms later than they could, on every write's critical path.
+    queueMicrotask(() => {
       this.flushScheduled = false;
       this.flush();
     });
