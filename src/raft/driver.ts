@@ -2,7 +2,8 @@
  * The Raft driver: connects a RawNode to Env timers, durable storage, the transport (RPC
  * over Env.net) and a state machine. It runs the Ready loop:
  *
- *   ready → send `messages` at once (a leader's appends go out while its own fsync runs)
+ *   ready → send `messages` at once (a leader's appends go out while its own fsync runs;
+ *           appends that only carry a new commit index wait until after applying)
  *         → persist snapshot, hard state and entries (one group-committed save)
  *         → send `messagesAfterPersist` → restore/apply → serve reads → advance
  *
@@ -289,7 +290,8 @@ export class RaftDriver {
     if (!this.node.hasReady()) return;
     this.busy = true;
     const rd = this.node.ready();
-    this.sendAll(rd.messages);
+    const { now, later } = this.splitCommitNotices(rd);
+    this.sendAll(now);
     this.persist(rd, () => {
       if (this.stopped) return;
       this.sendAll(rd.messagesAfterPersist);
@@ -299,6 +301,11 @@ export class RaftDriver {
         this.lastSnapshotIndex = this.applied;
       }
       this.apply(rd.committedEntries);
+      if (later.length > 0) {
+        this.env.timers.set(0, () => {
+          if (!this.stopped) this.sendAll(later);
+        });
+      }
       this.handleReadStates(rd);
       this.node.advance(rd);
       this.busy = false;
@@ -366,6 +373,23 @@ export class RaftDriver {
       if (error !== undefined) throw new FatalError('raft snapshot save failed', { cause: error });
       save();
     });
+  }
+
+  /**
+   * On a Ready that applies entries, the appends that carry none — a new commit index for a
+   * follower — go out on the loop's next turn, after the replies that applying sends: the
+   * clients wait for those, while a follower needs the commit index only to apply itself.
+   * Sent at once, their socket writes (and the followers they wake) came before every reply.
+   */
+  private splitCommitNotices(rd: Ready): { now: Message[]; later: Message[] } {
+    if (rd.committedEntries.length === 0) return { now: rd.messages, later: [] };
+    const now: Message[] = [];
+    const later: Message[] = [];
+    for (const m of rd.messages) {
+      if (m.type === 'app' && m.entries.length === 0) later.push(m);
+      else now.push(m);
+    }
+    return { now, later };
   }
 
   private sendAll(messages: readonly Message[]): void {
