@@ -146,6 +146,40 @@ test('saves issued together are group committed: one fsync for the batch, done i
   assert.equal(storage.counters.saves, 20);
 });
 
+test('a save of the commit index alone with mustSync false is written without an fsync of its own; the next fsync, or a rotation, makes it durable', () => {
+  for (let seed = 1; seed <= 60; seed++) {
+    const state = diskState(seed, { tornRate: seed % 3 === 0 ? 0 : 1 });
+    const life = new Incarnation(state);
+    // Small segments of several sizes: with some, the unsynced commit record ends a segment
+    // that the next batch rotates away from (torn there, recovery would call it corruption).
+    const options = { segmentSizeBytesMax: seed % 15 === 0 ? 1 << 20 : 60 + (seed % 15) * 10 };
+    const { storage } = open(life, 'raft', options);
+    let durable = 0;
+    for (let i = 0; i < 6; i++) {
+      const first = i * 3 + 1;
+      const update = {
+        hardState: hardState(1, 'b', durable),
+        entries: entries(first, first + 2, 1),
+      };
+      assert.equal(save(life, storage, update), undefined);
+      const fsyncs = storage.counters.fsyncs;
+      const commitOnly = { hardState: hardState(1, 'b', first + 1), mustSync: false };
+      assert.equal(save(life, storage, commitOnly), undefined);
+      assert.equal(storage.counters.fsyncs, fsyncs, `seed ${seed}: no fsync of its own`);
+      // The next batch's fsync (or the rotation before it) makes this commit durable.
+      if (i < 5) durable = first + 1;
+    }
+    state.crash();
+    const { recovered } = open(new Incarnation(state), 'raft', options);
+    assert.equal(recovered.entries.length, 18, `seed ${seed}`);
+    // The last commit-only save may or may not have reached the disk, torn or whole.
+    assert.ok(
+      recovered.hardState.commit === durable || recovered.hardState.commit === 17,
+      `seed ${seed}: commit ${recovered.hardState.commit}, durable ${durable}`,
+    );
+  }
+});
+
 test('a save issued from a done callback joins the next batch', () => {
   const life = new Incarnation(diskState());
   const { storage } = open(life);

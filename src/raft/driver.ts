@@ -2,7 +2,8 @@
  * The Raft driver: connects a RawNode to Env timers, durable storage, the transport (RPC
  * over Env.net) and a state machine. It runs the Ready loop:
  *
- *   ready → send `messages` at once (a leader's appends go out while its own fsync runs)
+ *   ready → send `messages` at once (a leader's appends go out while its own fsync runs;
+ *           appends that only carry a new commit index wait until after applying)
  *         → persist snapshot, hard state and entries (one group-committed save)
  *         → send `messagesAfterPersist` → restore/apply → serve reads → advance
  *
@@ -27,9 +28,12 @@ import type { Entry, HardState, Snapshot, SnapshotMetadata } from './types.js';
 
 /** The durable store the driver needs (src/storage implements it). */
 export interface RaftStore {
-  /** Durable when `done` runs; entries may overwrite a suffix from their first index. */
+  /**
+   * Durable when `done` runs; entries may overwrite a suffix from their first index. With
+   * `mustSync: false` (an update of the commit index alone) `done` may run before it is.
+   */
   save(
-    update: { hardState?: HardState; entries?: Entry[] },
+    update: { hardState?: HardState; entries?: Entry[]; mustSync?: boolean },
     done: (error: Error | undefined) => void,
   ): void;
   saveSnapshot(snapshot: Snapshot, done: (error: Error | undefined) => void): void;
@@ -297,7 +301,8 @@ export class RaftDriver {
     if (!this.node.hasReady()) return;
     this.busy = true;
     const rd = this.node.ready();
-    this.sendAll(rd.messages);
+    const { now, later } = this.splitCommitNotices(rd);
+    this.sendAll(now);
     this.persist(rd, () => {
       if (this.stopped) return;
       this.sendAll(rd.messagesAfterPersist);
@@ -307,6 +312,11 @@ export class RaftDriver {
         this.lastSnapshotIndex = this.applied;
       }
       this.apply(rd.committedEntries);
+      if (later.length > 0) {
+        this.env.timers.set(0, () => {
+          if (!this.stopped) this.sendAll(later);
+        });
+      }
       this.handleReadStates(rd);
       this.node.advance(rd);
       this.busy = false;
@@ -342,7 +352,9 @@ export class RaftDriver {
     const save = (): void => {
       if (update.hardState === undefined && update.entries === undefined) return done();
       // Only the commit index moved: it need not be durable (a restarted node learns it
-      // again from the leader), so write it without waiting for the fsync (etcd's MustSync).
+      // again from the leader), so write it without an fsync of its own and without waiting
+      // (etcd's MustSync). Synced, it cost every write a second fsync on every node, and the
+      // next proposal's entries queued behind it.
       const previous = this.persistedHardState;
       const mustSync =
         update.entries !== undefined ||
@@ -351,7 +363,7 @@ export class RaftDriver {
         update.hardState.vote !== previous.vote;
       if (update.hardState !== undefined) this.persistedHardState = update.hardState;
       if (!mustSync) {
-        this.options.store.save(update, (error) => {
+        this.options.store.save({ ...update, mustSync: false }, (error) => {
           if (error !== undefined)
             throw new FatalError('raft storage save failed', { cause: error });
         });
@@ -372,6 +384,23 @@ export class RaftDriver {
       if (error !== undefined) throw new FatalError('raft snapshot save failed', { cause: error });
       save();
     });
+  }
+
+  /**
+   * On a Ready that applies entries, the appends that carry none — a new commit index for a
+   * follower — go out on the loop's next turn, after the replies that applying sends: the
+   * clients wait for those, while a follower needs the commit index only to apply itself.
+   * Sent at once, their socket writes (and the followers they wake) came before every reply.
+   */
+  private splitCommitNotices(rd: Ready): { now: Message[]; later: Message[] } {
+    if (rd.committedEntries.length === 0) return { now: rd.messages, later: [] };
+    const now: Message[] = [];
+    const later: Message[] = [];
+    for (const m of rd.messages) {
+      if (m.type === 'app' && m.entries.length === 0) later.push(m);
+      else now.push(m);
+    }
+    return { now, later };
   }
 
   private sendAll(messages: readonly Message[]): void {

@@ -730,11 +730,15 @@ class ChorusServer implements StartedServer, ServiceContext {
     this.nodeEnv.env.timers.set(observeEveryMs, () => this.observe());
   }
 
-  /** Times each save from hand-over to durable (write and fsync, group committed). */
+  /**
+   * Times each save from hand-over to durable (write and fsync, group committed); a save of
+   * the commit index alone is not waited for and not timed.
+   */
   private measuredStore(storage: RaftStorage): RaftStore {
     const histogram = this.metrics.storageSaveSeconds;
     return {
       save: (update, done) => {
+        if (update.mustSync === false) return storage.save(update, done);
         const started = performance.now();
         storage.save(update, (error) => {
           histogram.observe((performance.now() - started) / 1000);

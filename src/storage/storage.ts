@@ -6,7 +6,9 @@
  * Every call joins one queue and completes in call order. Consecutive saves are group
  * committed: the saves that arrive while one batch is being written go together into the
  * next batch, one append and one fsync for all of them. A save's `done` runs only once
- * everything it asked for is durable.
+ * everything it asked for is durable — except a save marked `mustSync: false`, which only
+ * moves the commit index: it is written without an fsync of its own and becomes durable with
+ * the next one (etcd's MustSync), since Raft learns a commit index again after a restart.
  *
  * Where the bytes live (relative to `dir`):
  * - `wal/<seq>-<firstIndex>.wal`: segments of records (see record.ts). Entries are never
@@ -78,6 +80,11 @@ export interface SaveUpdate {
   hardState?: HardState;
   /** Contiguous entries; the first may be at or below the last index (a conflict). */
   entries?: readonly Entry[];
+  /**
+   * false: `done` may run once the update is written, before it is durable. Only for an
+   * update that moves nothing but the commit index (no entries, same term and vote).
+   */
+  mustSync?: boolean;
 }
 
 /** Limits a test may shrink; production uses the defaults of constants.ts. */
@@ -114,6 +121,8 @@ type SaveOp = {
   /** Lowest and highest entry index this save writes (0 when none). */
   minIndex: number;
   maxIndex: number;
+  /** Whether `done` waits for an fsync (see SaveUpdate.mustSync). */
+  mustSync: boolean;
   done: StorageDone;
 };
 type Op =
@@ -163,6 +172,12 @@ export class RaftStorage {
   /** The segments in order; the last one is where appends go (through `file`). */
   private readonly segments: SegmentInfo[];
   private file: DiskFile | undefined;
+  /**
+   * Whether `file` holds bytes written without an fsync (commit records of mustSync: false
+   * saves). They must be synced before the file is closed: a torn record is tolerated only at
+   * the tail of the last segment, and another file's fsync does not cover them.
+   */
+  private fileUnsynced = false;
 
   private readonly queue: Op[] = [];
   private busy = false;
@@ -277,6 +292,15 @@ export class RaftStorage {
   save(update: SaveUpdate, done: StorageDone): void {
     if (!this.admit(done)) return;
     const entries = update.entries ?? [];
+    const mustSync = update.mustSync ?? true;
+    if (!mustSync) {
+      const next = update.hardState;
+      assert(
+        entries.length === 0 &&
+          (next === undefined || (next.term === this.hard.term && next.vote === this.hard.vote)),
+        'a save without fsync moves only the commit index',
+      );
+    }
     const records: Uint8Array[] = [];
     try {
       for (const entry of entries) {
@@ -304,6 +328,7 @@ export class RaftStorage {
       hardState: { ...this.hard },
       minIndex,
       maxIndex,
+      mustSync,
       done,
     });
   }
@@ -613,6 +638,10 @@ export class RaftStorage {
     // costs nothing here and lets a restarted node apply what it had applied at once.
     if (last.commit > this.durableHard.commit) records.push(encodeCommit(last.commit));
     const voteChanged = last.term !== this.durableHard.term || last.vote !== this.durableHard.vote;
+    // Only commit indexes, which need not be durable: written, and made durable by the next
+    // batch's fsync. Until then durableHard keeps the older commit, so the next batch writes
+    // the commit again and the hard state file never names one that is not durable.
+    const sync = voteChanged || batch.some((op) => op.mustSync);
     this.counters.batches++;
     this.finish(batch, (next) =>
       series(
@@ -629,10 +658,10 @@ export class RaftStorage {
                 )
             : undefined,
           records.length > 0
-            ? (step) => this.appendWal(records, firstIndex, maxIndex, step)
+            ? (step) => this.appendWal(records, firstIndex, maxIndex, step, sync)
             : undefined,
           (step) => {
-            this.durableHard = { ...last };
+            if (sync) this.durableHard = { ...last };
             step(undefined);
           },
         ],
@@ -651,10 +680,17 @@ export class RaftStorage {
   // ---- disk steps -------------------------------------------------------------------------
 
   /**
-   * Appends records to the last segment (rotating first when it is full), then fsyncs.
-   * `firstIndex` (the lowest entry index written, 0 for none) only names a new segment.
+   * Appends records to the last segment (rotating first when it is full), then fsyncs unless
+   * `sync` is false. `firstIndex` (the lowest entry index written, 0 for none) only names a
+   * new segment.
    */
-  private appendWal(records: Uint8Array[], firstIndex: number, maxIndex: number, done: Done): void {
+  private appendWal(
+    records: Uint8Array[],
+    firstIndex: number,
+    maxIndex: number,
+    done: Done,
+    sync = true,
+  ): void {
     const current = this.segments[this.segments.length - 1];
     const rotate =
       this.file === undefined ||
@@ -675,8 +711,9 @@ export class RaftStorage {
           segment.maxIndex = Math.max(segment.maxIndex, maxIndex);
           this.counters.bytesWritten += data.length;
           this.counters.records += parts.length;
-          this.counters.fsyncs++;
-          this.file!.sync(step);
+          if (sync) return this.syncFile(step);
+          this.fileUnsynced = true;
+          step(undefined);
         },
         // A new segment counts only once its directory entry is durable too.
         rotate ? (step) => this.syncDir(this.walDir, step) : undefined,
@@ -697,9 +734,21 @@ export class RaftStorage {
     });
   }
 
+  /** fsyncs the segment being appended to; everything written to it so far is then durable. */
+  private syncFile(done: Done): void {
+    this.counters.fsyncs++;
+    this.file!.sync((error) => {
+      if (error === undefined) this.fileUnsynced = false;
+      done(error);
+    });
+  }
+
   private closeFile(done: Done): void {
     const file = this.file;
     if (file === undefined) return done(undefined);
+    if (this.fileUnsynced) {
+      return this.syncFile((error) => (error === undefined ? this.closeFile(done) : done(error)));
+    }
     this.file = undefined;
     file.close(done);
   }
