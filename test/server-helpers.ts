@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { main } from '../src/cli/main.js';
 
 export const chorusBin = fileURLToPath(new URL('../../bin/chorus.js', import.meta.url));
 
@@ -265,3 +266,17 @@ export const etcdctlMissing: string | false = (() => {
     ? 'etcdctl is not installed: install Debian\'s "etcd-client" package (.ci/run does as root) to run the etcdctl compatibility tests'
     : false;
 })();
+
+export interface RanInProcess {
+  code: number;
+  out: string[];
+  err: string[];
+}
+
+/** `chorus …args` in this process (src/cli/main.ts), its output lines collected. */
+export async function chorusInProcess(...args: string[]): Promise<RanInProcess> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out, err };
+}

@@ -14,7 +14,6 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../src/cli/main.js';
 import { EtcdClient } from '../src/client/client.js';
 import type { KeyValue, RangeResponse } from '../src/client/types.js';
 import { encode } from '../src/core/codec.js';
@@ -36,24 +35,11 @@ import {
   waitForLeader,
   type Cluster,
   type Member,
+  chorusInProcess as chorus,
 } from './server-helpers.js';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 const utf8 = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
-
-interface Ran {
-  code: number;
-  out: string[];
-  err: string[];
-}
-
-/** `chorus …args` in-process. */
-async function chorus(...args: string[]): Promise<Ran> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out, err };
-}
 
 /**
  * A machine that has seen a lease, a leased key, four revisions of one key, a delete and a

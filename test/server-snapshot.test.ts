@@ -16,7 +16,6 @@ import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
-import { main } from '../src/cli/main.js';
 import { EtcdClient } from '../src/client/client.js';
 import type { SnapshotResponse } from '../src/client/types.js';
 import { encode } from '../src/core/codec.js';
@@ -43,6 +42,8 @@ import {
   stopCluster,
   waitForLeader,
   type Cluster,
+  chorusInProcess as chorus,
+  type RanInProcess,
 } from './server-helpers.js';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -252,21 +253,7 @@ describe('the snapshot file and stream, without sockets', () => {
   });
 });
 
-interface Ran {
-  code: number;
-  out: string[];
-  err: string[];
-}
-
-/** `chorus …args` in-process. */
-async function chorus(...args: string[]): Promise<Ran> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out, err };
-}
-
-async function etcdctl(args: string[], timeoutMs = 20_000): Promise<Ran> {
+async function etcdctl(args: string[], timeoutMs = 20_000): Promise<RanInProcess> {
   const ran = await runProcess('etcdctl', args, { env: etcdctlEnv, timeoutMs });
   return { code: ran.code ?? -1, out: ran.stdout.split('\n'), err: ran.stderr.split('\n') };
 }
