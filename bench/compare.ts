@@ -377,6 +377,15 @@ async function runCompare(): Promise<void> {
         before: leadersBefore[i]!,
         after: leadersAfter[i]!,
       })),
+      // What the members logged at their level (warn: slow applies, a blocked event loop,
+      // leader changes), so a bad cell or a failed check perf can be explained afterwards.
+      logs: systems.flatMap(({ cluster }) =>
+        cluster.members.map((m) => ({
+          system: cluster.system,
+          member: m.name,
+          lines: [...m.logTail],
+        })),
+      ),
     });
   } finally {
     for (const { cluster, load } of runnings) {
@@ -394,10 +403,12 @@ interface Outcome {
   perf: CheckPerfResult[];
   disk: { before: number[]; after: number[] };
   leaders: { system: SystemName; before: string; after: string }[];
+  /** The last lines of each member's log (compare-clusters keeps a bounded tail). */
+  logs: { system: SystemName; member: string; lines: string[] }[];
 }
 
 function report(outcome: Outcome): void {
-  const { startedAt, summary, perf, disk, leaders } = outcome;
+  const { startedAt, summary, perf, disk, leaders, logs } = outcome;
   const diskMedian = median([...disk.before, ...disk.after]);
   console.log('');
   for (const line of table(summary)) console.log(line);
@@ -413,6 +424,10 @@ function report(outcome: Outcome): void {
     console.log(
       `  ${l.system} leader@term per member: before ${l.before}; after ${l.after}${changed}`,
     );
+  }
+  for (const { system, member, lines } of logs) {
+    if (lines.length > 0)
+      console.log(`  ${system} ${member} logged ${lines.length} lines (kept in the JSON file)`);
   }
 
   const stamp = startedAt.toISOString().slice(0, 16).replace(':', '').replace('T', '-');
@@ -436,6 +451,7 @@ function report(outcome: Outcome): void {
     leaders,
     summary,
     checkPerf: perf,
+    memberLogs: logs,
     cells: outcome.cells,
   };
   fs.writeFileSync(`${base}.json`, `${JSON.stringify(json, null, 2)}\n`);
