@@ -58,6 +58,17 @@ test('regression: lease seed 757 at 10 s (a stale leader never saw the grant) pa
   assert.ok(result.verdict.ok, result.verdict.problems.join('; '));
 });
 
+test('regression: lease seed 173 at 10 s (the expiry of a paused leader, forwarded to the next leader) passes', () => {
+  // The leader of term 4 was paused; the next leader renewed a lease; on resuming, the old
+  // leader's lease clock expired it, and its queued revoke, re-routed as an ordinary proposal
+  // once it learnt of term 5, committed under the new leader: revoked 1.7 s early.
+  const result = run('lease', 173, undefined, 10_000);
+  assert.ok(
+    result.verdict.ok,
+    `${result.verdict.problems.join('; ')}\n  ${reproduce('lease', 173, undefined, 10_000)}`,
+  );
+});
+
 test('regression: kv seed 131 at 10 s (entries after a snapshot whose WAL marker was lost) passes', () => {
   // The marker's fsync failed after the snapshot file's rename; the restarted node appended
   // entries after the snapshot, and the recovery after its next crash dropped them (commit

@@ -317,7 +317,8 @@ export class KvNode {
 
   // --- internals -----------------------------------------------------------------------------
 
-  private write<T>(command: KvCommand, done: Done<T>): void {
+  /** `term`: a leader's own duty (lease expiry, checkpoint), proposed only while leading it. */
+  private write<T>(command: KvCommand, done: Done<T>, term?: number): void {
     if (this.stopped) return done(new ChorusError('closed', 'node stopped'), undefined);
     let data: Uint8Array;
     try {
@@ -330,12 +331,14 @@ export class KvNode {
     }
     if (data.length > kvLimits.maxRequestBytes)
       return done(new KvError('request-too-large'), undefined);
-    this.driver.propose(data, (error, outcome) => {
+    const decided = (error: ChorusError | undefined, outcome: unknown): void => {
       if (error !== undefined) return done(error, undefined);
       const o = outcome as KvOutcome;
       if ('error' in o) return done(new KvError(o.error as KvErrorCode, o.detail), undefined);
       done(undefined, o.ok as T);
-    });
+    };
+    if (term === undefined) this.driver.propose(data, decided);
+    else this.driver.proposeInTerm(data, term, decided);
   }
 
   private forward<T>(method: string, body: unknown, done: Done<T>): void {
@@ -379,7 +382,9 @@ export class KvNode {
     this.syncLeadership(now);
     if (!this.clock.leading) return;
     const { revoke, checkpoint } = this.clock.tick(now);
-    for (const id of revoke) this.write({ t: 'revoke', id }, () => {});
+    // Decided on this term's lease clock: a stale leader's expiry must never be forwarded
+    // to the next leader and commit there (lease seed 173 revoked a renewed lease so).
+    for (const id of revoke) this.write({ t: 'revoke', id }, () => {}, this.leaseTerm);
     const waiting = this.keepAliveWaiters;
     this.keepAliveWaiters = new Map();
     // A lease revoked since its keep-alive is not in the checkpoint: it is gone.
@@ -390,9 +395,13 @@ export class KvNode {
       for (const done of list) done(new KvError('lease-not-found'), undefined);
     }
     if (checkpoint.length === 0) return;
-    this.write({ t: 'checkpoint', leases: checkpoint }, (error) => {
-      for (const list of waiting.values()) for (const done of list) done(error, undefined);
-    });
+    this.write(
+      { t: 'checkpoint', leases: checkpoint },
+      (error) => {
+        for (const list of waiting.values()) for (const done of list) done(error, undefined);
+      },
+      this.leaseTerm,
+    );
   }
 
   /** Takes over leases once leading and caught up; lets go when leadership moved. */

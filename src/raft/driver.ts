@@ -103,6 +103,8 @@ interface PendingProposal {
 interface QueuedProposal {
   data: Uint8Array;
   done: ApplyDone;
+  /** Set by proposeInTerm: appended only while this node leads that term. */
+  term?: number;
 }
 
 const raftMethod = 'raft';
@@ -210,6 +212,26 @@ export class RaftDriver {
     // Appended on the loop's next turn with every other proposal of this turn: one append
     // message per follower for all of them. The messages would wait for that turn anyway.
     this.queued.push({ data, done });
+    this.schedule();
+  }
+
+  /**
+   * A proposal this node makes as the leader of `term`, from state that belongs to that
+   * term (e.g. a lease expired on its lease clock): refused with not-leader, never forwarded,
+   * unless this node leads `term` when it is appended. Re-routed to another leader, a stale
+   * leader's decision would commit under the new one (a lease revoked early).
+   */
+  proposeInTerm(data: Uint8Array, term: number, done: ApplyDone): void {
+    const raft = this.node.raft;
+    if (raft.role !== 'leader' || raft.term !== term)
+      return done(new ChorusError('not-leader', `no longer the leader of term ${term}`), undefined);
+    if (this.proposals.size + this.queued.length >= proposalsPendingMax) {
+      return done(
+        new ChorusError('queue-full', `${proposalsPendingMax} proposals pending; retry later`),
+        undefined,
+      );
+    }
+    this.queued.push({ data, done, term });
     this.schedule();
   }
 
@@ -332,14 +354,27 @@ export class RaftDriver {
     this.queued = [];
     const raft = this.node.raft;
     if (raft.role !== 'leader') {
-      // Never appended here, so they cannot commit twice: send them on as new proposals.
-      for (const p of queued) this.propose(p.data, p.done);
+      // Never appended here, so they cannot commit twice: send them on as new proposals
+      // (those bound to a term go through proposeInTerm, which refuses them now).
+      for (const p of queued) {
+        if (p.term === undefined) this.propose(p.data, p.done);
+        else this.proposeInTerm(p.data, p.term, p.done);
+      }
       return;
     }
-    const results = this.node.proposeBatch(queued.map((p) => p.data));
-    assert(results.length === queued.length, 'one result per queued proposal');
+    // A term-bound proposal of an earlier term of this node's (it lost and regained the
+    // lead since) is refused too.
+    const current: QueuedProposal[] = [];
+    for (const p of queued) {
+      if (p.term === undefined || p.term === raft.term) current.push(p);
+      else
+        p.done(new ChorusError('not-leader', `no longer the leader of term ${p.term}`), undefined);
+    }
+    if (current.length === 0) return;
+    const results = this.node.proposeBatch(current.map((p) => p.data));
+    assert(results.length === current.length, 'one result per queued proposal');
     results.forEach((result, i) => {
-      const { done } = queued[i]!;
+      const { done } = current[i]!;
       if (typeof result === 'number') this.proposals.set(result, { term: raft.term, done });
       else done(result, undefined);
     });
