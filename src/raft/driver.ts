@@ -203,16 +203,7 @@ export class RaftDriver {
       );
       return;
     }
-    if (this.proposals.size + this.queued.length >= proposalsPendingMax) {
-      return done(
-        new ChorusError('queue-full', `${proposalsPendingMax} proposals pending; retry later`),
-        undefined,
-      );
-    }
-    // Appended on the loop's next turn with every other proposal of this turn: one append
-    // message per follower for all of them. The messages would wait for that turn anyway.
-    this.queued.push({ data, done });
-    this.schedule();
+    this.enqueue({ data, done });
   }
 
   /**
@@ -222,16 +213,27 @@ export class RaftDriver {
    * leader's decision would commit under the new one (a lease revoked early).
    */
   proposeInTerm(data: Uint8Array, term: number, done: ApplyDone): void {
+    if (!this.leads(term)) return done(notLeaderOf(term), undefined);
+    this.enqueue({ data, done, term });
+  }
+
+  private leads(term: number): boolean {
     const raft = this.node.raft;
-    if (raft.role !== 'leader' || raft.term !== term)
-      return done(new ChorusError('not-leader', `no longer the leader of term ${term}`), undefined);
+    return raft.role === 'leader' && raft.term === term;
+  }
+
+  /**
+   * Appended on the loop's next turn with every other proposal of this turn: one append
+   * message per follower for all of them. The messages would wait for that turn anyway.
+   */
+  private enqueue(proposal: QueuedProposal): void {
     if (this.proposals.size + this.queued.length >= proposalsPendingMax) {
-      return done(
+      return proposal.done(
         new ChorusError('queue-full', `${proposalsPendingMax} proposals pending; retry later`),
         undefined,
       );
     }
-    this.queued.push({ data, done, term });
+    this.queued.push(proposal);
     this.schedule();
   }
 
@@ -353,22 +355,13 @@ export class RaftDriver {
     const queued = this.queued;
     this.queued = [];
     const raft = this.node.raft;
-    if (raft.role !== 'leader') {
-      // Never appended here, so they cannot commit twice: send them on as new proposals
-      // (those bound to a term go through proposeInTerm, which refuses them now).
-      for (const p of queued) {
-        if (p.term === undefined) this.propose(p.data, p.done);
-        else this.proposeInTerm(p.data, p.term, p.done);
-      }
-      return;
-    }
-    // A term-bound proposal of an earlier term of this node's (it lost and regained the
-    // lead since) is refused too.
+    // Never appended here, so none can commit twice. Lost the lead meanwhile: ordinary
+    // proposals go on as new ones; a term-bound one is refused unless it is this term's.
     const current: QueuedProposal[] = [];
     for (const p of queued) {
-      if (p.term === undefined || p.term === raft.term) current.push(p);
-      else
-        p.done(new ChorusError('not-leader', `no longer the leader of term ${p.term}`), undefined);
+      if (p.term !== undefined && !this.leads(p.term)) p.done(notLeaderOf(p.term), undefined);
+      else if (raft.role !== 'leader') this.propose(p.data, p.done);
+      else current.push(p);
     }
     if (current.length === 0) return;
     const results = this.node.proposeBatch(current.map((p) => p.data));
@@ -592,6 +585,9 @@ function joinedInSteps(job: SnapshotJob): SnapshotJob {
     },
   };
 }
+
+const notLeaderOf = (term: number): ChorusError =>
+  new ChorusError('not-leader', `no longer the leader of term ${term}`);
 
 /** A forwarded call's remote ChorusError keeps its code for the client. */
 function unwrapRemote(error: ChorusError | undefined): ChorusError | undefined {
