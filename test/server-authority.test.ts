@@ -12,6 +12,7 @@ import {
   acceptUrlAuthority,
   authorityOfUrl,
   defaultAuthorityLimits,
+  gateUrlAuthority,
 } from '../src/server/authority.js';
 import {
   HpackDecoder,
@@ -441,6 +442,120 @@ describe('authority rewriting on the client port', () => {
       });
     } finally {
       client.close();
+      front.close();
+      server.close();
+    }
+  });
+
+  test('the gate removes the first empty SETTINGS acknowledgement only, and tells its verdict', () => {
+    const SETTINGS = 4;
+    const ack = frame(SETTINGS, 1, 0, Buffer.alloc(0));
+    const clientSettings = frame(SETTINGS, 0, 0, Buffer.from([0, 3, 0, 0, 0, 100]));
+    const plain = frame(HEADERS, END_HEADERS, 1, Buffer.from(addNew(':authority', 'a:1')));
+    const url = frame(HEADERS, END_HEADERS, 1, Buffer.from(addNew(':authority', 'http://a:1')));
+    const data = frame(0, 0, 1, Buffer.from('payload'));
+
+    // Acknowledgement before the first request, every split of the input: direct.
+    const input = Buffer.concat([preface, clientSettings, ack, plain, data, ack]);
+    for (const step of [1, 5, 9, input.length]) {
+      const rewriter = new AuthorityRewriter();
+      rewriter.expectSettingsAck();
+      const out: Buffer[] = [];
+      let verdictAt = -1;
+      for (let i = 0; i < input.length && verdictAt < 0; i += step) {
+        out.push(...rewriter.push(input.subarray(i, i + step)));
+        if (rewriter.verdict() !== undefined) verdictAt = i + step;
+      }
+      assert.equal(rewriter.verdict(), 'direct');
+      out.push(...rewriter.handOff(), input.subarray(verdictAt));
+      // nghttp2 sees the client's bytes less the acknowledgement of SETTINGS it never sent.
+      assert.deepEqual(
+        Buffer.concat(out),
+        Buffer.concat([preface, clientSettings, plain, data, ack]),
+        `step ${step}`,
+      );
+    }
+
+    // The request first: no verdict until the acknowledgement came and was removed.
+    const early = new AuthorityRewriter();
+    early.expectSettingsAck();
+    assert.deepEqual(
+      early.push(Buffer.concat([preface, clientSettings, plain, data])).length > 0,
+      true,
+    );
+    assert.equal(early.verdict(), undefined);
+    assert.equal(early.push(ack).length, 0);
+    assert.equal(early.verdict(), 'direct');
+
+    // A URL authority: rewrite, and a partial block is not handed off.
+    const rewriting = new AuthorityRewriter();
+    rewriting.expectSettingsAck();
+    rewriting.push(Buffer.concat([preface, clientSettings, url]));
+    assert.equal(rewriting.verdict(), 'rewrite');
+    assert.throws(() => rewriting.handOff(), AuthorityRewriteError);
+
+    // Without expectSettingsAck every acknowledgement passes.
+    assert.deepEqual(
+      run(Buffer.concat([preface, ack, plain])),
+      Buffer.concat([preface, ack, plain]),
+    );
+  });
+
+  test('gateUrlAuthority: plain clients reach HTTP/2 directly, URL authorities and idle ones through the rewriter', async () => {
+    const server = http2.createServer();
+    server.on('stream', (stream, headers) => {
+      stream.respond({ ':status': 200 });
+      stream.end(String(headers[':authority']));
+    });
+    const routed: string[] = [];
+    const front = net.createServer({ pauseOnConnect: true }, (socket) =>
+      gateUrlAuthority(
+        socket,
+        {
+          direct: (direct) => {
+            routed.push('direct');
+            server.emit('connection', direct);
+          },
+          rewritten: (connection) => {
+            routed.push('rewritten');
+            server.emit('connection', connection);
+          },
+        },
+        300,
+      ),
+    );
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    const port = (front.address() as net.AddressInfo).port;
+    const get = (client: http2.ClientHttp2Session, authority: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const req = client.request({ ':path': '/', ':authority': authority });
+        let body = '';
+        req.setEncoding('utf8');
+        req.on('data', (chunk: string) => (body += chunk));
+        req.on('end', () => resolve(body));
+        req.on('error', reject);
+        req.end();
+      });
+    const clients: http2.ClientHttp2Session[] = [];
+    const connect = (): http2.ClientHttp2Session => {
+      const client = http2.connect(`http://127.0.0.1:${port}`);
+      clients.push(client);
+      return client;
+    };
+    try {
+      const plain = connect();
+      for (let i = 0; i < 20; i++)
+        assert.equal(await get(plain, `127.0.0.1:${port}`), `127.0.0.1:${port}`);
+      const url = connect();
+      for (let i = 0; i < 20; i++)
+        assert.equal(await get(url, `http://127.0.0.1:${port}`), `127.0.0.1:${port}`);
+      // A client that sends nothing past its preface for longer than the gate waits.
+      const idle = connect();
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      assert.equal(await get(idle, `127.0.0.1:${port}`), `127.0.0.1:${port}`);
+      assert.deepEqual(routed, ['direct', 'rewritten', 'rewritten']);
+    } finally {
+      for (const client of clients) client.close();
       front.close();
       server.close();
     }

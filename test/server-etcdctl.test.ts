@@ -351,6 +351,16 @@ describe(
       const urls = cluster.endpoints.map((e) => `http://${e}`);
       assert.deepEqual(lines.map((l) => l.split(', ')[0]).sort(), [...urls].sort(), ran.stdout);
       assert.equal(lines.filter((l) => l.split(', ')[4] === 'true').length, 1, ran.stdout);
+      // Those connections were read through the rewriter; the earlier tests' plain ones
+      // ("127.0.0.1:<port>" endpoints) went to HTTP/2 directly.
+      const counted = { direct: 0, rewritten: 0 };
+      for (const endpoint of cluster.endpoints) {
+        const text = await (await fetch(`http://${endpoint}/metrics`)).text();
+        for (const m of text.matchAll(/^chorus_grpc_connections_total\{path="(\w+)".*\} (\d+)$/gm))
+          counted[m[1] as keyof typeof counted] += Number(m[2]);
+      }
+      assert.ok(counted.rewritten >= 3, JSON.stringify(counted));
+      assert.ok(counted.direct > counted.rewritten, JSON.stringify(counted));
     });
 
     test('Maintenance calls given http:// endpoints: endpoint status and hashkv', async () => {

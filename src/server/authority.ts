@@ -20,9 +20,19 @@
  * first rewrite the connection goes on untouched, nghttp2 seeing exactly the client's bytes
  * and answering as it always would; after it, the connection is closed, as nghttp2 would
  * close it on such an error.
+ *
+ * Reading every connection that way costs: the rewritten connection is a JavaScript stream
+ * to Node's HTTP/2, which then writes one buffer at a time and finishes each write a turn
+ * later. So gateUrlAuthority decides per connection: it answers the client's preface with an
+ * empty SETTINGS frame of its own (gRPC clients send no request before the server's SETTINGS
+ * arrive), reads until the client's first header block and its acknowledgement of those
+ * SETTINGS — which it removes, nghttp2 having sent none — and then hands a connection whose
+ * first request needs no rewrite to HTTP/2 directly, bytes put back, and any other through
+ * the rewriter. A gRPC client gives every request of a connection the same `:authority`.
  */
 import type * as net from 'node:net';
 import { Duplex } from 'node:stream';
+import { authorityGateMs } from './constants.js';
 import { HpackDecoder, HpackError, encodeLiterals, type HeaderField } from './hpack.js';
 
 const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -30,7 +40,9 @@ const frameHeaderBytes = 9;
 const frameHeaders = 0x1;
 const frameContinuation = 0x9;
 const framePushPromise = 0x5;
+const frameSettings = 0x4;
 const flagEndStream = 0x1;
+const flagAck = 0x1;
 const flagEndHeaders = 0x4;
 const flagPadded = 0x8;
 const flagPriority = 0x20;
@@ -94,6 +106,10 @@ export class AuthorityRewriter {
   /** Whether a block was re-encoded: nghttp2's table no longer matches the client's. */
   private diverged = false;
   private rewrites = 0;
+  /** Header blocks read to their end. */
+  private blocks = 0;
+  /** Whether the next empty SETTINGS acknowledgement is to be removed (expectSettingsAck). */
+  private ackPending = false;
 
   constructor(private readonly limits: AuthorityLimits = defaultAuthorityLimits) {
     this.decoder = new HpackDecoder(limits.headerTableSizeMax);
@@ -102,6 +118,39 @@ export class AuthorityRewriter {
   /** Header blocks rewritten so far. */
   get rewritten(): number {
     return this.rewrites;
+  }
+
+  /**
+   * The server sent a SETTINGS frame nghttp2 did not: the client's acknowledgement of it,
+   * the first it sends, is removed from what is handed on.
+   */
+  expectSettingsAck(): void {
+    this.ackPending = true;
+  }
+
+  /**
+   * What gateUrlAuthority does with the connection so far: 'rewrite' once a block was
+   * rewritten; 'direct' once the first block passed unchanged and the acknowledgement was
+   * removed, or the reader gave up untouched; undefined while it cannot tell yet.
+   */
+  verdict(): 'rewrite' | 'direct' | undefined {
+    if (this.rewrites > 0) return 'rewrite';
+    if (this.isTransparent()) return 'direct';
+    return this.blocks > 0 && !this.ackPending ? 'direct' : undefined;
+  }
+
+  /**
+   * Ends the reading before any rewrite: the bytes received and not yet handed on (a header
+   * block in progress, a partial frame), for HTTP/2 to read first.
+   */
+  handOff(): Buffer[] {
+    if (this.diverged)
+      throw new AuthorityRewriteError('a rewritten connection cannot be handed off');
+    const held = [...(this.block?.raw ?? []), this.input];
+    this.block = undefined;
+    this.input = Buffer.alloc(0);
+    this.state = 'transparent';
+    return held;
   }
 
   push(chunk: Buffer): Buffer[] {
@@ -146,6 +195,11 @@ export class AuthorityRewriter {
         if (type === framePushPromise) {
           // Only a server may push: nghttp2 ends the connection.
           this.giveUp(out, 'PUSH_PROMISE from a client');
+          continue;
+        }
+        if (type === frameSettings && flags & flagAck && length === 0 && this.ackPending) {
+          this.take(frameHeaderBytes);
+          this.ackPending = false;
           continue;
         }
         out.push(this.take(frameHeaderBytes));
@@ -197,6 +251,7 @@ export class AuthorityRewriter {
     if (block.bytes > this.limits.blockBytesMax) return 'header block too large';
     if ((flags & flagEndHeaders) === 0) return undefined;
     this.block = undefined;
+    this.blocks++;
     let fields: HeaderField[];
     try {
       fields = this.decoder.decode(Buffer.concat(block.fragments), {
@@ -281,10 +336,13 @@ export class AuthorityRewriter {
  * A gRPC connection as grpc-js should read it: the socket's inbound bytes pass through an
  * AuthorityRewriter, its outbound bytes go straight to the socket.
  */
-export function acceptUrlAuthority(socket: net.Socket): Duplex {
+export function acceptUrlAuthority(
+  socket: net.Socket,
+  rewriter = new AuthorityRewriter(),
+  received: readonly Buffer[] = [],
+): Duplex {
   // Node's HTTP/2 sets no-delay on the sockets it owns; this one it does not see.
   socket.setNoDelay(true);
-  const rewriter = new AuthorityRewriter();
   const connection = new Duplex({
     read: () => void socket.resume(),
     write: (chunk: Buffer, _encoding, callback) => {
@@ -324,5 +382,70 @@ export function acceptUrlAuthority(socket: net.Socket): Duplex {
   socket.on('end', () => connection.push(null));
   socket.on('error', (error) => connection.destroy(error));
   socket.on('close', () => connection.destroy());
+  for (const piece of received) connection.push(piece);
   return connection;
+}
+
+/** An empty SETTINGS frame: the server's connection preface, saying nothing. */
+const emptySettings = Buffer.from([0, 0, 0, frameSettings, 0, 0, 0, 0, 0]);
+
+export interface AuthorityGateRoutes {
+  /** The socket with what was read put back, for HTTP/2 to read itself. */
+  direct(socket: net.Socket): void;
+  /** The connection as acceptUrlAuthority gives it. */
+  rewritten(connection: Duplex): void;
+}
+
+/**
+ * Sends a gRPC connection (its first bytes the HTTP/2 preface, put back) to HTTP/2 directly
+ * if its first request's `:authority` needs no rewrite, else through the rewriter; see the
+ * top of this file. A connection that has not told within `decideMs` is read through the
+ * rewriter, which serves any connection.
+ */
+export function gateUrlAuthority(
+  socket: net.Socket,
+  routes: AuthorityGateRoutes,
+  decideMs = authorityGateMs,
+): void {
+  const rewriter = new AuthorityRewriter();
+  rewriter.expectSettingsAck();
+  const received: Buffer[] = [];
+  const timer = setTimeout(() => settle('rewrite'), decideMs);
+  const stop = (): void => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('error', onError);
+    socket.off('close', stop);
+  };
+  const settle = (route: 'rewrite' | 'direct'): void => {
+    stop();
+    if (route === 'rewrite') {
+      routes.rewritten(acceptUrlAuthority(socket, rewriter, received));
+      return;
+    }
+    socket.pause();
+    socket.unshift(Buffer.concat([...received, ...rewriter.handOff()]));
+    routes.direct(socket);
+  };
+  const onData = (chunk: Buffer): void => {
+    try {
+      received.push(...rewriter.push(chunk));
+    } catch {
+      // Nothing is rewritten before a verdict: push cannot throw here; be safe anyway.
+      stop();
+      socket.destroy();
+      return;
+    }
+    const route = rewriter.verdict();
+    if (route !== undefined) settle(route);
+  };
+  const onError = (): void => {
+    stop();
+    socket.destroy();
+  };
+  socket.on('data', onData);
+  socket.on('error', onError);
+  socket.on('close', stop);
+  socket.write(emptySettings);
+  socket.resume();
 }

@@ -140,7 +140,7 @@ export const settings: readonly Setting[] = [
     flag: 'accept-url-authority',
     value: 'bool',
     description:
-      'accept a gRPC :authority written as a URL (etcdctl 3.4 sends one to http:// endpoints for endpoint status/hashkv and --cluster) by rewriting it on every gRPC connection, at some CPU per call; false hands connections to HTTP/2 directly',
+      'accept a gRPC :authority written as a URL (etcdctl 3.4 sends one to http:// endpoints for endpoint status/hashkv and --cluster) by reading a connection whose first request has one through a rewriter; false hands every connection to HTTP/2 directly',
     default: () => 'true',
   },
   {

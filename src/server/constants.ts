@@ -49,6 +49,13 @@ export const gatewayStreamMessagesMax = 10_000;
 /** A connection that has not said whether it is gRPC or HTTP/1 by then is closed. */
 export const protocolSniffTimeoutMs = 10_000;
 
+/**
+ * How long a gRPC connection may go without its first request and the acknowledgement of
+ * the server's first SETTINGS before it is read through the `:authority` rewriter for good
+ * (authority.ts: gateUrlAuthority). Clients send both within a round trip of connecting.
+ */
+export const authorityGateMs = 1_000;
+
 /** Client connections held at once on the client port. */
 export const clientConnectionsMax = 10_000;
 

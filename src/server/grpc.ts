@@ -10,7 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { PackageDefinition, ServiceDefinition } from '@grpc/proto-loader';
 import type { Socket } from 'node:net';
-import { acceptUrlAuthority } from './authority.js';
+import { gateUrlAuthority } from './authority.js';
 import type { Wire } from './convert.js';
 import {
   serverStreamMethods,
@@ -26,8 +26,10 @@ import type { StreamSink } from './streams.js';
 export interface GrpcOptions {
   /** Largest message a client may send (etcd: --max-request-bytes plus gRPC overhead). */
   receiveBytesMax: number;
-  /** Pass connections through acceptUrlAuthority (see inject). */
+  /** Pass connections through gateUrlAuthority (see inject). */
   acceptUrlAuthority: boolean;
+  /** Told how each connection is read. */
+  onConnection?: (path: 'direct' | 'rewritten') => void;
 }
 
 export class GrpcFront {
@@ -53,14 +55,27 @@ export class GrpcFront {
   }
 
   /**
-   * A socket whose first bytes are the HTTP/2 preface. With `acceptUrlAuthority`, its
-   * requests reach grpc-js through acceptUrlAuthority, so etcdctl's "http://host:port"
-   * `:authority` does not get them reset; without, the socket goes to HTTP/2 directly.
+   * A socket whose first bytes are the HTTP/2 preface. With `acceptUrlAuthority`, a
+   * connection whose requests carry etcdctl's "http://host:port" `:authority` reaches grpc-js
+   * through the rewriter, so they are not reset (gateUrlAuthority); others, and all without
+   * the option, go to HTTP/2 directly.
    */
   inject(socket: Socket): void {
-    this.injector.injectConnection(
-      this.options.acceptUrlAuthority ? acceptUrlAuthority(socket) : socket,
-    );
+    const { onConnection } = this.options;
+    if (!this.options.acceptUrlAuthority) {
+      onConnection?.('direct');
+      return this.injector.injectConnection(socket);
+    }
+    gateUrlAuthority(socket, {
+      direct: (direct) => {
+        onConnection?.('direct');
+        this.injector.injectConnection(direct);
+      },
+      rewritten: (connection) => {
+        onConnection?.('rewritten');
+        this.injector.injectConnection(connection);
+      },
+    });
   }
 
   /**

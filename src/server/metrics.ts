@@ -91,6 +91,12 @@ export class ServerMetrics {
     labelNames: ['method', 'protocol', 'code'],
     registers: [this.registry],
   });
+  readonly grpcConnections = new Counter({
+    name: 'chorus_grpc_connections_total',
+    help: 'gRPC connections accepted, by how they are read: "direct" by HTTP/2, "rewritten" through the :authority rewriter (--accept-url-authority; etcdctl 3.4 sends a URL there for endpoint status and --cluster)',
+    labelNames: ['path'],
+    registers: [this.registry],
+  });
   readonly requestSeconds = new Histogram({
     name: 'chorus_request_duration_seconds',
     help: 'Latency of unary client requests, by method and protocol',

@@ -336,6 +336,7 @@ class ChorusServer implements StartedServer, ServiceContext {
     this.grpc = new GrpcFront(definition, this.dispatcher, {
       receiveBytesMax: config.maxRequestBytes + grpcOverheadBytes,
       acceptUrlAuthority: config.acceptUrlAuthority,
+      onConnection: (path) => this.metrics.grpcConnections.inc({ path }),
     });
     const gateway = new Gateway(
       definition,
