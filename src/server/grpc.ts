@@ -46,6 +46,9 @@ export class GrpcFront {
       // etcd's server keepalive enforcement: clients may ping every 5 s.
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+      // Channelz (gRPC's introspection service, which Chorus does not serve) counts every
+      // call and message with closures and clock reads; /metrics already counts calls.
+      'grpc.enable_channelz': 0,
     });
     for (const service of etcdServiceNames) {
       const def = definition[`etcdserverpb.${service}`] as ServiceDefinition;
