@@ -319,7 +319,7 @@ describe('snapshot restore into a data directory, without servers', () => {
     assert.equal(otherUrl.code, 2);
     assert.match(
       otherUrl.err.join('\n'),
-      /--initial-advertise-peer-urls http:\/\/127\.0\.0\.1:9 is not http:\/\/127\.0\.0\.1:12380/,
+      /--initial-cluster has a=http:\/\/127\.0\.0\.1:12380 but missing from --initial-advertise-peer-urls=http:\/\/127\.0\.0\.1:9$/,
     );
     const sameUrl = await chorus(
       ...restoreArgs(file, target, 'a', '--initial-advertise-peer-urls', 'http://127.0.0.1:12380'),

@@ -40,7 +40,13 @@ import { NodeDisk } from '../env/node/index.js';
 import type { ConfChange } from '../raft/raft.js';
 import type { ConfState, HardState, Snapshot } from '../raft/types.js';
 import { RaftStorage, type Recovered } from '../storage/index.js';
-import { ConfigError, namedMembers, parseUrl, type ClusterMember } from './config.js';
+import {
+  checkAdvertisedPeerUrls,
+  ConfigError,
+  namedMembers,
+  parseUrl,
+  type ClusterMember,
+} from './config.js';
 import { openDataDir, raftDirName, type MemberIdentity } from './datadir.js';
 import { founderIdentity, hexId } from './ids.js';
 import { encodeClusterSnapshot, foundingMembers, MemberTable } from './membership.js';
@@ -61,8 +67,8 @@ export interface RestoreRequest {
   initialCluster: readonly ClusterMember[];
   clusterToken: string;
   /**
-   * --initial-advertise-peer-urls: when given, must name the URL --initial-cluster gives
-   * this member (Chorus takes one peer URL per member), as etcd checks the two agree.
+   * --initial-advertise-peer-urls: when given, must be the URLs --initial-cluster gives this
+   * member, as etcd checks the two agree (config.ts `checkAdvertisedPeerUrls`).
    */
   advertisePeerUrls?: readonly string[];
   /** Restore even if the SHA-256 trailer does not match. */
@@ -150,13 +156,12 @@ function checkFlags(request: RestoreRequest): ClusterMember {
       `--initial-cluster does not list this member's name ${JSON.stringify(request.name)}`,
     );
   const advertised = request.advertisePeerUrls;
-  if (advertised === undefined) return own[0]!;
-  const given = advertised.map((u) => parseUrl(u, 'initial-advertise-peer-urls').url).sort();
-  const listed = own.map((m) => m.peerUrl).sort();
-  if (given.join(',') !== listed.join(','))
-    throw new ConfigError(
-      `--initial-advertise-peer-urls ${given.join(',')} is not ${listed.join(',')}, what --initial-cluster gives ${request.name}`,
-    );
+  if (advertised !== undefined) {
+    const given = [
+      ...new Set(advertised.map((u) => parseUrl(u, 'initial-advertise-peer-urls').url)),
+    ];
+    checkAdvertisedPeerUrls(request.name, request.initialCluster, given);
+  }
   return own[0]!;
 }
 
