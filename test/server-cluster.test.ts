@@ -646,9 +646,10 @@ describe('a 3-process Chorus cluster', { timeout: 50_000 }, () => {
   });
 });
 
-/** A TCP relay on loopback whose connections the test can cut, and keep cut. */
+/** A TCP relay on loopback (on `listenPort`, or any) whose connections the test can cut. */
 async function startRelay(
   targetPort: number,
+  listenPort = 0,
 ): Promise<{ port: number; cut(): void; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   let cut = false;
@@ -667,7 +668,7 @@ async function startRelay(
     inbound.pipe(outbound);
     outbound.pipe(inbound);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(listenPort, '127.0.0.1', resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
     cut() {
@@ -713,20 +714,26 @@ describe('membership of a 3-process Chorus cluster', { timeout: 90_000 }, () => 
     assert.equal(removed.status, 200, JSON.stringify(removed.body));
   }
 
-  /** Starts `name` with --initial-cluster-state existing; `advertised` is its peer URL. */
+  /**
+   * Starts `name` with --initial-cluster-state existing; `advertised` is its peer URL, and
+   * `others` what --initial-cluster says of the rest (the cluster's members by default).
+   */
   async function startJoiner(
     name: string,
     advertised: string,
     listenPeerPort?: number,
+    others = cluster.initialCluster,
+    more: string[] = [],
   ): Promise<Member> {
     const [clientPort, ownPort] = (await freePorts(2)) as [number, number];
     const peerPort = listenPeerPort ?? Number(new URL(advertised).port);
     const dataDir = join(cluster.root, `${name}-${ownPort}`);
-    const initialCluster = `${cluster.initialCluster},${name}=${advertised}`;
+    const initialCluster = `${others},${name}=${advertised}`;
     const started = spawnChorus([
       ...serverArgs(name, dataDir, clientPort, peerPort, initialCluster),
       '--initial-cluster-state',
       'existing',
+      ...more,
     ]);
     return { name, clientPort, peerPort, dataDir, ...started };
   }
@@ -811,14 +818,118 @@ describe('membership of a 3-process Chorus cluster', { timeout: 90_000 }, () => 
     await waitForLeader(cluster, 10_000);
   });
 
-  test('a member nobody added, or that can reach nobody, exits 1 with the reason', async () => {
+  test('a founder is listed at --initial-advertise-peer-urls; founding flags that disagree exit 2, as etcd', async () => {
+    const [clientPort, peerPort, otherPort] = (await freePorts(3)) as [number, number, number];
+    const advertised = `http://localhost:${peerPort}`;
+    // Given by environment variable, and no --initial-cluster: etcd's default is this member
+    // alone at its advertised URLs. It listens on 127.0.0.1 and advertises a host name.
+    const env = { CHORUS_INITIAL_ADVERTISE_PEER_URLS: advertised };
+    const args = (dataDir: string, initialCluster?: string): string[] => {
+      const base = serverArgs('solo', dataDir, clientPort, peerPort, '');
+      base.splice(base.indexOf('--initial-cluster'), 2);
+      return initialCluster === undefined ? base : [...base, '--initial-cluster', initialCluster];
+    };
+    const peerUrlsListed = async (): Promise<string[][]> => {
+      const listed = await post(clientPort, '/v3/cluster/member/list', {});
+      return (listed.body['members'] as { peerURLs: string[] }[]).map((m) => m.peerURLs);
+    };
+    const serveThenStop = async (started: ReturnType<typeof spawnChorus>): Promise<string[][]> => {
+      try {
+        await eventually('solo serves', 20_000, async () =>
+          (await health(clientPort))?.mode === 'serving' ? true : undefined,
+        );
+        const urls = await peerUrlsListed();
+        started.child.kill('SIGTERM');
+        assert.deepEqual(await started.exited, { code: 0, signal: null });
+        return urls;
+      } finally {
+        started.child.kill('SIGKILL');
+      }
+    };
+    const dataDir = join(cluster.root, 'solo');
+    assert.deepEqual(await serveThenStop(spawnChorus(args(dataDir), env)), [[advertised]]);
+
+    // A restart does not check them (etcd checks only when bootstrapping): its member table
+    // holds its URLs, whatever --initial-cluster says now.
+    const otherUrl = `http://127.0.0.1:${otherPort}`;
+    assert.deepEqual(await serveThenStop(spawnChorus(args(dataDir, `solo=${otherUrl}`), env)), [
+      [advertised],
+    ]);
+
+    const wrongDir = join(cluster.root, 'solo-wrong');
+    const wrong = spawnChorus(args(wrongDir, `solo=${otherUrl}`), env);
+    try {
+      assert.deepEqual(
+        await Promise.race([wrong.exited, sleep(15_000).then(() => 'still running')]),
+        { code: 2, signal: null },
+      );
+    } finally {
+      wrong.child.kill('SIGKILL');
+    }
+    assert.match(
+      wrong.stderr.join('\n'),
+      new RegExp(
+        `--initial-cluster has solo=${otherUrl} but missing from --initial-advertise-peer-urls=${advertised}`,
+      ),
+    );
+    assert.equal(fs.existsSync(join(wrongDir, 'version.json')), false, 'no identity recorded');
+  });
+
+  test('a joiner started before any member it names is reachable asks again, and joins once one is', async () => {
+    // --initial-cluster names n1 only at a relay's port, where nothing listens yet.
+    const n1 = cluster.members[0]!;
+    const [relayPort, peerPort] = (await freePorts(2)) as [number, number];
+    const peerUrl = `http://127.0.0.1:${peerPort}`;
+    const id = await addLearner(peerUrl);
+    const n8 = await startJoiner('n8', peerUrl, peerPort, `n1=http://127.0.0.1:${relayPort}`, [
+      '--initial-advertise-peer-urls',
+      peerUrl,
+    ]);
+    let relay: Awaited<ReturnType<typeof startRelay>> | undefined;
+    try {
+      const retried = /cannot learn this member's id yet; asking again/;
+      await eventually('two failed rounds logged', 10_000, () =>
+        Promise.resolve(n8.stderr.filter((l) => retried.test(l)).length >= 2 ? true : undefined),
+      );
+      assert.equal(n8.child.exitCode, null, 'still asking');
+      relay = await startRelay(n1.peerPort, relayPort);
+      await eventually('n8 serves', 20_000, async () =>
+        (await health(n8.clientPort))?.mode === 'serving' ? true : undefined,
+      );
+      assert.match(n8.stderr.join('\n'), /learned this member's id from the cluster/);
+      // Its name is published through the log once it runs.
+      const own = await eventually('n8 is listed by name', 10_000, async () => {
+        const listed = await post(port, '/v3/cluster/member/list', {});
+        const members = listed.body['members'] as {
+          ID: string;
+          name?: string;
+          peerURLs: string[];
+        }[];
+        const found = members.find((m) => m.ID === id);
+        return found?.name === 'n8' ? found : undefined;
+      });
+      assert.deepEqual(own.peerURLs, [peerUrl]);
+      await removeMember(id);
+      assert.deepEqual(await exitWithin(n8, 10_000), { code: 0, signal: null });
+    } finally {
+      n8.child.kill('SIGKILL');
+      await relay?.close();
+    }
+  });
+
+  test('a member nobody added fails at once; one that can reach nobody gives up after --join-timeout', async () => {
     const [peerPort] = (await freePorts(1)) as [number];
+    const startedMs = Date.now();
     const unlisted = await startJoiner('n6', `http://127.0.0.1:${peerPort}`);
     try {
+      // The members have seen a leader: their "not listed" is definitive, whatever the
+      // (default, 30 s) --join-timeout.
       assert.deepEqual(await exitWithin(unlisted, 15_000), { code: 1, signal: null });
+      assert.ok(Date.now() - startedMs < 10_000, `exited after ${Date.now() - startedMs} ms`);
     } finally {
       unlisted.child.kill('SIGKILL');
     }
+    assert.doesNotMatch(unlisted.stderr.join('\n'), /asking again/);
     assert.match(
       unlisted.stderr.join('\n'),
       new RegExp(
@@ -838,6 +949,8 @@ describe('membership of a 3-process Chorus cluster', { timeout: 90_000 }, () => 
       ),
       '--initial-cluster-state',
       'existing',
+      '--join-timeout',
+      '1500',
     ]);
     try {
       assert.deepEqual(
@@ -847,9 +960,14 @@ describe('membership of a 3-process Chorus cluster', { timeout: 90_000 }, () => 
     } finally {
       alone.child.kill('SIGKILL');
     }
+    const said = alone.stderr.join('\n');
     assert.match(
-      alone.stderr.join('\n'),
-      /cannot learn this member's id: no member in --initial-cluster answered \(n1 at http:\/\/127\.0\.0\.1:\d+: cannot reach/,
+      said,
+      /cannot learn this member's id: no member in --initial-cluster answered \(asked in \d+ rounds over --join-timeout 1500 ms; last round: n1 at http:\/\/127\.0\.0\.1:\d+: cannot reach/,
+    );
+    assert.ok(
+      alone.stderr.filter((l) => /asking again/.test(l)).length >= 2,
+      'each failed round is logged',
     );
     assert.equal(
       fs.existsSync(join(cluster.root, 'n7', 'version.json')),

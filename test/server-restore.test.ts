@@ -11,11 +11,12 @@
 // new write gets the next revision, and the member list is exactly the new members.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdClient } from '../src/client/client.js';
-import type { KeyValue, RangeResponse } from '../src/client/types.js';
+import type { KeyValue, RangeResponse, WatchResponse } from '../src/client/types.js';
 import { encode } from '../src/core/codec.js';
 import { NodeDisk } from '../src/env/node/index.js';
 import { LeaseTable } from '../src/kv/lease.js';
@@ -319,8 +320,24 @@ describe('snapshot restore into a data directory, without servers', () => {
     assert.equal(otherUrl.code, 2);
     assert.match(
       otherUrl.err.join('\n'),
-      /--initial-advertise-peer-urls http:\/\/127\.0\.0\.1:9 is not http:\/\/127\.0\.0\.1:12380/,
+      /--initial-cluster has a=http:\/\/127\.0\.0\.1:12380 but missing from --initial-advertise-peer-urls=http:\/\/127\.0\.0\.1:9$/,
     );
+    for (const bad of [
+      ['--bump-revision', '5'],
+      ['--mark-compacted'],
+      ['--bump-revision', '0', '--mark-compacted'],
+      ['--bump-revision', '-1', '--mark-compacted'],
+      ['--bump-revision', 'lots', '--mark-compacted'],
+    ]) {
+      const refused = await chorus(...restoreArgs(file, target, 'a', ...bad));
+      assert.equal(refused.code, 2, bad.join(' '));
+      assert.match(refused.err.join('\n'), /--bump-revision|--mark-compacted/, bad.join(' '));
+    }
+    const past = await chorus(
+      ...restoreArgs(file, target, 'a', '--bump-revision', String(2 ** 53 - 5), '--mark-compacted'),
+    );
+    assert.equal(past.code, 2);
+    assert.match(past.err.join('\n'), /takes revision 8 past 9007199254740991/);
     const sameUrl = await chorus(
       ...restoreArgs(file, target, 'a', '--initial-advertise-peer-urls', 'http://127.0.0.1:12380'),
     );
@@ -334,11 +351,141 @@ describe('snapshot restore into a data directory, without servers', () => {
   });
 });
 
+describe('snapshot restore --bump-revision --mark-compacted, and leftovers of a killed restore', () => {
+  let dir: string;
+  let file: string;
+  let machine: KvMachine;
+
+  before(() => {
+    dir = fs.mkdtempSync(join(tmpdir(), 'chorus-restore-bump-'));
+    machine = writtenMachine();
+    file = join(dir, 'backup.snap');
+    fs.writeFileSync(file, encodeSnapshotFile(metaOf(machine), machine.snapshot()));
+  });
+
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** The KV machine a member restored into `target` starts with. */
+  async function restoredMachine(target: string, name: string): Promise<KvMachine> {
+    const { recovered } = await openRestored(target, name);
+    const restored = new KvMachine(new LeaseTable(1));
+    new ClusterMachine(restored, new MemberTable(), () => {}).restore(recovered.snapshot!.data);
+    return restored;
+  }
+
+  test("etcdutl's bump: the revision moves N on, everything below it is compacted, values stay", async () => {
+    const bump = ['--bump-revision', '100', '--mark-compacted'];
+    const ran = await chorus(...restoreArgs(file, join(dir, 'a'), 'a', ...bump));
+    assert.equal(ran.code, 0, ran.err.join('\n'));
+    assert.match(ran.out.join('\n'), /: revision 8 \(compacted at 4\), 2 keys, 1 lease\n/);
+    assert.match(
+      ran.out.join('\n'),
+      /Revision bumped by 100 to 108 and compacted there: the first write gets 109/,
+    );
+    const restored = await restoredMachine(join(dir, 'a'), 'a');
+    assert.equal(restored.revision(), 108);
+    assert.equal(restored.compactRevision(), 108);
+    restored.store.checkInvariants();
+    // Each live key keeps its value, create and mod revisions and version; the deleted key's
+    // tombstone and every older version are gone, as etcd's compaction leaves them.
+    assert.deepEqual(stateAt(restored, 108), stateAt(machine, 8));
+    assert.equal(restored.store.keyCount, 2, 'no tombstone of the deleted key is kept');
+    for (const revision of [8, 107])
+      assert.throws(() => restored.range({ key: text('v'), revision }), /compacted/);
+    assert.throws(() => restored.eventsBetween(9, 108, text('v'), undefined), /compacted/);
+    assert.deepEqual(restored.eventsBetween(108, 108, text('v'), undefined), []);
+    assert.deepEqual(restored.leases.snapshot(), machine.leases.snapshot(), 'the lease table');
+    // The HashKV every restored member will agree on: each key's newest put only.
+    assert.equal(restored.store.hashKv(0).compactRevision, 108);
+    const [outcome] = restored.apply([
+      {
+        term: 2,
+        index: 4,
+        type: 'normal',
+        data: encode({ t: 'put', r: { key: text('n'), value: text('1') } }),
+      },
+    ]);
+    assert.deepEqual((outcome as { ok: { revision: number } }).ok.revision, 109);
+
+    // Every member restored with the same flags starts from the same bytes.
+    const other = await chorus(...restoreArgs(file, join(dir, 'b'), 'b', ...bump));
+    assert.equal(other.code, 0, other.err.join('\n'));
+    const [a, b] = await Promise.all([
+      openRestored(join(dir, 'a'), 'a'),
+      openRestored(join(dir, 'b'), 'b'),
+    ]);
+    assert.deepEqual(a.recovered, b.recovered);
+  });
+
+  test('a restore removes the staging directories a killed restore of its target left, and only those', async () => {
+    // What a restore killed midway leaves: a staging directory with a dead process's LOCK.
+    const seeded = await chorus(...restoreArgs(file, join(dir, 'seed'), 'c'));
+    assert.equal(seeded.code, 0, seeded.err.join('\n'));
+    const leftover = join(dir, 'c.restoring-AbC123');
+    fs.renameSync(join(dir, 'seed'), leftover);
+    fs.writeFileSync(join(leftover, 'LOCK'), '999999999\n');
+    // One of a restore still running (its LOCK names a live process), and look-alikes.
+    const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)']);
+    const running = join(dir, 'c.restoring-Run999');
+    fs.mkdirSync(running);
+    fs.writeFileSync(join(running, 'LOCK'), `${sleeper.pid}\n`);
+    const lookalikes = ['c.restoring-toolong1', 'cc.restoring-AbC123', 'c.restoring-abc12'];
+    for (const name of lookalikes) fs.mkdirSync(join(dir, name));
+    fs.writeFileSync(join(dir, 'c.restoring-File01'), 'a file, not a directory');
+    try {
+      const refused = await chorus(...restoreArgs(file, join(dir, 'c'), 'nobody'));
+      assert.equal(refused.code, 2);
+      assert.ok(fs.existsSync(leftover), 'a refused restore removes nothing');
+
+      const ran = await chorus(...restoreArgs(file, join(dir, 'c'), 'c'));
+      assert.equal(ran.code, 0, ran.err.join('\n'));
+      assert.match(ran.out[0]!, /^Removed .*\/c\.restoring-AbC123, left by an earlier restore of /);
+      assert.ok(!fs.existsSync(leftover));
+      assert.ok(fs.existsSync(running), "a running restore's staging directory is left to it");
+      for (const name of [...lookalikes, 'c.restoring-File01'])
+        assert.ok(fs.existsSync(join(dir, name)), `${name} is not this target's staging`);
+      assert.equal((await restoredMachine(join(dir, 'c'), 'c')).revision(), 8);
+    } finally {
+      sleeper.kill('SIGKILL');
+    }
+  });
+});
+
 /** A KeyValue as one comparable line. */
 const line = (kv: KeyValue): string =>
   `${kv.key.toString()}=${kv.value.toString()} create=${kv.createRevision} mod=${kv.modRevision} version=${kv.version} lease=${kv.lease}`;
 
 const allKeys = { key: Buffer.from([0]), rangeEnd: Buffer.from([0]) };
+
+/**
+ * Watches every key from `startRevision` on `endpoint` until a response satisfies `until`;
+ * the responses up to it.
+ */
+function watchFrom(
+  client: EtcdClient,
+  endpoint: string,
+  startRevision: number,
+  until: (r: WatchResponse) => boolean,
+): Promise<WatchResponse[]> {
+  const stream = client.stream('Watch.Watch', endpoint);
+  const responses: WatchResponse[] = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stream.cancel();
+      reject(new Error(`watch from ${startRevision}: ${JSON.stringify(responses)}`));
+    }, 10_000);
+    stream.on('data', (r: WatchResponse) => {
+      responses.push(r);
+      if (!until(r)) return;
+      clearTimeout(timer);
+      stream.cancel();
+      resolve(responses);
+    });
+    // Our own cancel ends the stream with CANCELLED.
+    stream.on('error', () => {});
+    stream.write({ createRequest: { ...allKeys, startRevision: String(startRevision) } });
+  });
+}
 
 describe(
   'restore of a live cluster’s snapshot into a new 3-process cluster',
@@ -534,6 +681,70 @@ describe(
           `${endpoint}: the member list`,
         );
         assert.equal(String(got.header!.clusterId), String(list.header!.clusterId));
+      }
+    });
+
+    test('restored with --bump-revision --mark-compacted, a member continues N revisions on and refuses older ones', async () => {
+      const bump = 1_000;
+      const [clientPort, peerPort] = (await freePorts(2)) as [number, number];
+      const peerUrl = `http://127.0.0.1:${peerPort}`;
+      const dataDir = join(dir, 'bumped', 'q1');
+      const ran = await chorus(
+        'snapshot',
+        'restore',
+        join(dir, 'backup.snap'),
+        '--name',
+        'q1',
+        '--data-dir',
+        dataDir,
+        '--initial-cluster',
+        `q1=${peerUrl}`,
+        '--initial-cluster-token',
+        'bumped',
+        '--bump-revision',
+        String(bump),
+        '--mark-compacted',
+      );
+      assert.equal(ran.code, 0, ran.err.join('\n'));
+      const args = serverArgs('q1', dataDir, clientPort, peerPort, `q1=${peerUrl}`);
+      const started = spawnChorus([...args, '--initial-cluster-token', 'bumped']);
+      const member: Member = { name: 'q1', clientPort, peerPort, dataDir, ...started };
+      const bumped: Cluster = {
+        root: join(dir, 'bumped'),
+        members: [member],
+        initialCluster: `q1=${peerUrl}`,
+        endpoints: [`127.0.0.1:${clientPort}`],
+      };
+      try {
+        await waitForLeader(bumped, 20_000);
+        const endpoint = bumped.endpoints[0]!;
+        const client = clientFor(endpoint);
+        const bumpedRevision = snapshotRevision + bump;
+        const now = await client.call('KV.Range', allKeys);
+        assert.equal(Number(now.header!.revision), bumpedRevision);
+        assert.deepEqual(now.kvs.map(line), history.get(snapshotRevision), 'the same keys');
+        await assert.rejects(
+          client.call('KV.Range', { ...allKeys, revision: String(snapshotRevision) }),
+          /required revision has been compacted/,
+        );
+        const put = await client.call('KV.Put', {
+          key: Buffer.from('app/after'),
+          value: Buffer.from('bumped'),
+        });
+        assert.equal(Number(put.header!.revision), bumpedRevision + 1);
+
+        // A watcher of the old cluster resuming after the snapshot's revision is told its
+        // revisions are compacted, as etcd's --mark-compacted makes it; one from the bumped
+        // revision sees the new write.
+        const resumed = await watchFrom(client, endpoint, snapshotRevision + 1, (r) => r.canceled);
+        assert.equal(Number(resumed.at(-1)!.compactRevision), bumpedRevision);
+        const fresh = await watchFrom(client, endpoint, bumpedRevision, (r) => r.events.length > 0);
+        assert.deepEqual(
+          fresh.at(-1)!.events.map((e) => [e.kv!.key.toString(), Number(e.kv!.modRevision)]),
+          [['app/after', bumpedRevision + 1]],
+        );
+      } finally {
+        await stopCluster(bumped);
       }
     });
   },

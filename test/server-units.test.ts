@@ -18,11 +18,14 @@ import { main } from '../src/cli/main.js';
 import {
   ConfigError,
   envName,
+  checkAdvertisedPeerUrls,
   fromEnvironment,
   namedMembers,
+  parseInitialCluster,
   readConfigFile,
   resolveConfig,
   settings,
+  type ServerConfig,
 } from '../src/server/config.js';
 import { int64, txnRequest, uint64 } from '../src/server/convert.js';
 import {
@@ -34,7 +37,13 @@ import {
 } from '../src/server/datadir.js';
 import { toStatus, StatusError } from '../src/server/errors.js';
 import { addedMemberId, addedNodeId, clusterId, memberId } from '../src/server/ids.js';
-import { decodeMembersAnswer, encodeMembersAnswer, learnIdentity } from '../src/server/join.js';
+import {
+  decodeMembersAnswer,
+  encodeMembersAnswer,
+  learnIdentity,
+  type JoinTiming,
+} from '../src/server/join.js';
+import type { Logger } from '../src/env/env.js';
 import {
   ClusterMachine,
   encodeClusterCommand,
@@ -101,8 +110,47 @@ test('settings: bad values are refused with the flag named', () => {
     [{ 'accept-url-authority': 'maybe' }, /--accept-url-authority must be true or false/],
     [{ 'initial-cluster': 'default=http://h:1,other=http://h:1' }, /lists http:\/\/h:1 twice/],
     [{ 'initial-cluster': 'default=http://h:1,=http://h:2' }, /without a name founds no cluster/],
+    [{ 'initial-advertise-peer-urls': 'https://h:1' }, /--initial-advertise-peer-urls: .*TLS/],
+    [{ 'initial-advertise-peer-urls': ' , ' }, /--initial-advertise-peer-urls names no URL/],
+    [{ 'join-timeout': '-1' }, /--join-timeout must be a whole number/],
   ];
   for (const [flags, message] of bad) assert.throws(() => resolveConfig(flags, {}, {}), message);
+});
+
+test("settings: --initial-advertise-peer-urls defaults to and defaults --initial-cluster, as etcd's", () => {
+  const listed = resolveConfig(
+    { name: 'a', 'initial-cluster': 'a=http://h:1,b=http://h:2' },
+    {},
+    {},
+  );
+  assert.deepEqual(listed.advertisePeerUrls, ['http://h:1'], 'what --initial-cluster gives it');
+  const alone = resolveConfig({ name: 'a' }, { 'initial-advertise-peer-urls': 'http://H:9/' }, {});
+  assert.deepEqual(alone.advertisePeerUrls, ['http://h:9'], 'normalized');
+  assert.deepEqual(
+    alone.initialCluster.map((m) => `${m.name}=${m.peerUrl}`),
+    ['a=http://h:9'],
+    'etcd: --initial-cluster defaults to this member at its advertised URLs',
+  );
+  assert.deepEqual(resolveConfig({}, {}, {}).advertisePeerUrls, ['http://localhost:2380']);
+  assert.deepEqual(
+    resolveConfig({}, fromEnvironment({ CHORUS_INITIAL_ADVERTISE_PEER_URLS: 'http://x:1' }), {})
+      .advertisePeerUrls,
+    ['http://x:1'],
+  );
+  assert.equal(resolveConfig({}, {}, {}).joinTimeoutMs, 30_000);
+  assert.equal(resolveConfig({ 'join-timeout': '0' }, {}, {}).joinTimeoutMs, 0);
+
+  // etcd's bootstrap check, in its words, both ways; order and duplicates do not matter.
+  const cluster = parseInitialCluster('a=http://h:1,a=http://h:2,b=http://h:3');
+  checkAdvertisedPeerUrls('a', cluster, ['http://h:2', 'http://h:1']);
+  assert.throws(
+    () => checkAdvertisedPeerUrls('a', cluster, ['http://h:1']),
+    /^ConfigError: --initial-cluster has a=http:\/\/h:2 but missing from --initial-advertise-peer-urls=http:\/\/h:1$/,
+  );
+  assert.throws(
+    () => checkAdvertisedPeerUrls('a', cluster, ['http://h:1', 'http://h:2', 'http://h:4']),
+    /^ConfigError: --initial-advertise-peer-urls has http:\/\/h:4 but missing from --initial-cluster=a=http:\/\/h:1,a=http:\/\/h:2$/,
+  );
 });
 
 test('settings: a YAML or JSON config file, keyed by flag name', () => {
@@ -118,6 +166,13 @@ test('settings: a YAML or JSON config file, keyed by flag name', () => {
       'listen-client-urls': 'http://127.0.0.1:1,http://127.0.0.1:2',
       'snapshot-count': '5',
     });
+    fs.writeFileSync(
+      yaml,
+      'name: a\ninitial-advertise-peer-urls:\n  - http://h:1\n  - http://h:2\njoin-timeout: 500\n',
+    );
+    const fromFile = resolveConfig({}, {}, readConfigFile(yaml));
+    assert.deepEqual(fromFile.advertisePeerUrls, ['http://h:1', 'http://h:2']);
+    assert.equal(fromFile.joinTimeoutMs, 500);
     const json = join(dir, 'c.json');
     fs.writeFileSync(json, JSON.stringify({ name: 'b', 'election-timeout': 2000 }));
     assert.deepEqual(readConfigFile(json), { name: 'b', 'election-timeout': '2000' });
@@ -321,70 +376,214 @@ test('ids: stable, distinct, and beyond 2^53 as etcd ids are', () => {
   assert.match(addedNodeId(added), /^[0-9a-f]{16}$/);
 });
 
-test('join: a new member learns its id from the first member that lists its peer URL', async () => {
-  const config = resolveConfig(
-    {
-      name: 'n4',
-      'initial-cluster':
-        'n1=http://127.0.0.1:1,n2=http://127.0.0.1:2,n3=http://127.0.0.1:3,n4=http://127.0.0.1:4',
-      'initial-cluster-state': 'existing',
-      'initial-cluster-token': 'tok',
+/** Join rounds without real time: a wait advances the clock and runs its callback at once. */
+function fakeTiming(): JoinTiming & { waits: number[] } {
+  let now = 0;
+  const waits: number[] = [];
+  return {
+    waits,
+    nowMs: () => now,
+    wait: (ms, then) => {
+      waits.push(ms);
+      now += ms;
+      then();
     },
-    {},
-    {},
-  );
+  };
+}
+
+/** A logger that keeps its warnings, with their fields. */
+function warnings(): { log: Logger; said: string[] } {
+  const said: string[] = [];
+  const log: Logger = {
+    debug: () => {},
+    info: () => {},
+    warn: (message, fields) => said.push(`${message} ${JSON.stringify(fields ?? {})}`),
+    error: () => {},
+    child: () => log,
+  };
+  return { log, said };
+}
+
+/** A member table of `n1` (peer port 1) and, if `withJoiner`, an unstarted member at `joinerPort`. */
+function tableOf(withJoiner: boolean, joinerPort = 4): MemberTable {
   const table = new MemberTable();
-  for (const [i, name] of ['n1', 'n4'].entries()) {
+  const members: [string, number][] = withJoiner
+    ? [
+        ['n1', 1],
+        ['', joinerPort],
+      ]
+    : [['n1', 1]];
+  for (const [i, [name, port]] of members.entries()) {
     table.applyConfChange({
-      changes: [{ type: 'add-voter', node: nodeId(name === 'n4' ? 'abcdef0123456789' : name) }],
+      changes: [{ type: 'add-voter', node: nodeId(name === '' ? 'abcdef0123456789' : name) }],
       context: encodeMemberContext({
         id: String(100 + i),
-        name: name === 'n4' ? '' : name,
-        peerUrls: [`http://127.0.0.1:${name.slice(1)}`],
+        name,
+        peerUrls: [`http://127.0.0.1:${port}`],
       }),
     });
   }
-  const listing = encodeMembersAnswer('tok', table);
-  const learn = (answers: Record<number, Uint8Array | string>): Promise<string> =>
-    new Promise((resolve) => {
-      const asked: number[] = [];
-      learnIdentity(
-        config,
-        (address, done) => {
-          asked.push(address.port);
-          const a = answers[address.port];
-          if (a === undefined) return done(new Error('ECONNREFUSED'), undefined);
-          done(undefined, typeof a === 'string' ? new TextEncoder().encode(a) : a);
-        },
-        (error, joined) =>
-          resolve(
+  return table;
+}
+
+interface Learned {
+  text: string;
+  /** Ports asked, one string per round. */
+  rounds: string[];
+  waits: number[];
+  said: string[];
+}
+
+/**
+ * Runs learnIdentity against fake members: `answer(port, round)` is what the member at that
+ * port says in that round (1-based); undefined is a refused connection.
+ */
+function learn(
+  config: ServerConfig,
+  answer: (port: number, round: number) => Uint8Array | string | undefined,
+): Promise<Learned> {
+  const timing = fakeTiming();
+  const { log, said } = warnings();
+  const rounds: number[][] = [[]];
+  return new Promise((resolve) =>
+    learnIdentity(
+      config,
+      (address, done) => {
+        const round = timing.waits.length + 1;
+        while (rounds.length < round) rounds.push([]);
+        rounds[round - 1]!.push(address.port);
+        const a = answer(address.port, round);
+        if (a === undefined) return done(new Error('ECONNREFUSED'), undefined);
+        done(undefined, typeof a === 'string' ? new TextEncoder().encode(a) : a);
+      },
+      timing,
+      log,
+      (error, joined) =>
+        resolve({
+          text:
             error !== undefined
-              ? `asked ${asked.join(',')}: ${error.message}`
-              : `asked ${asked.join(',')}: ${joined!.identity.nodeId} ${joined!.identity.memberId} of ${joined!.members.length}`,
-          ),
-      );
-    });
-  assert.equal(await learn({ 2: listing }), 'asked 1,2: abcdef0123456789 101 of 2');
-  const stale = new MemberTable();
-  assert.match(
-    await learn({ 1: encodeMembersAnswer('tok', stale), 3: listing }),
-    /^asked 1,2,3: abcdef0123456789/,
+              ? error.message
+              : `${joined!.identity.nodeId} ${joined!.identity.memberId} of ${joined!.members.length}`,
+          rounds: rounds.map((r) => r.join(',')),
+          waits: timing.waits,
+          said,
+        }),
+    ),
   );
-  const none = await learn({});
-  assert.match(none, /^asked 1,2,3: cannot learn this member's id: no member .* answered/);
-  assert.match(none, /n1 at http:\/\/127\.0\.0\.1:1: ECONNREFUSED/);
-  const unlisted = await learn({ 1: encodeMembersAnswer('tok', stale), 2: 'junk' });
-  assert.match(
-    unlisted,
-    /no member of the cluster lists this member's peer URL http:\/\/127\.0\.0\.1:4/,
+}
+
+const joinerFlags = {
+  name: 'n4',
+  'initial-cluster':
+    'n1=http://127.0.0.1:1,n2=http://127.0.0.1:2,n3=http://127.0.0.1:3,n4=http://127.0.0.1:4',
+  'initial-cluster-state': 'existing',
+  'initial-cluster-token': 'tok',
+  'join-timeout': '2000',
+};
+
+test('join: a new member learns its id from the first member that lists its peer URL', async () => {
+  const config = resolveConfig(joinerFlags, {}, {});
+  const listing = encodeMembersAnswer('tok', tableOf(true), true);
+  const found = await learn(config, (port) => (port === 2 ? listing : undefined));
+  assert.equal(found.text, 'abcdef0123456789 101 of 2');
+  assert.deepEqual(found.rounds, ['1,2'], 'one round, stopped at the first that lists it');
+  assert.deepEqual(found.waits, []);
+
+  // An empty list (a member that has replayed nothing yet) is no answer; the next is asked.
+  const empty = encodeMembersAnswer('tok', new MemberTable(), true);
+  const past = await learn(config, (port) =>
+    port === 1 ? empty : port === 3 ? listing : undefined,
   );
-  assert.match(unlisted, /member add <name> --peer-urls=http:\/\/127\.0\.0\.1:4/);
-  assert.match(unlisted, /n2 at .*: an answer that is not a member list/);
-  assert.match(
-    await learn({ 1: encodeMembersAnswer('other', table) }),
-    /belongs to cluster token "other", not "tok"/,
+  assert.equal(past.text, 'abcdef0123456789 101 of 2');
+  assert.deepEqual(past.rounds, ['1,2,3']);
+
+  // A settled member of this cluster that does not list it is definitive: no second round.
+  const unlisted = await learn(config, (port) =>
+    port === 1 ? encodeMembersAnswer('tok', tableOf(false), true) : port === 2 ? 'junk' : undefined,
   );
+  assert.match(
+    unlisted.text,
+    /^no member of the cluster lists this member's peer URL http:\/\/127\.0\.0\.1:4/,
+  );
+  assert.match(unlisted.text, /member add <name> --peer-urls=http:\/\/127\.0\.0\.1:4/);
+  assert.match(unlisted.text, /n2 at .*: an answer that is not a member list/);
+  assert.deepEqual(unlisted.rounds, ['1,2,3']);
+  assert.deepEqual(unlisted.waits, []);
   assert.equal(decodeMembersAnswer(listing)?.members.length, 2);
+  assert.equal(decodeMembersAnswer(listing)?.settled, true);
+});
+
+test('join: rounds with backoff until a member can answer, bounded by --join-timeout', async () => {
+  const config = resolveConfig(joinerFlags, {}, {});
+  const listing = encodeMembersAnswer('tok', tableOf(true), true);
+
+  // Nobody reachable: 250, 500, 1000 ms pauses, then the 250 ms left; a fifth round fails.
+  const none = await learn(config, () => undefined);
+  assert.deepEqual(none.waits, [250, 500, 1000, 250]);
+  assert.deepEqual(none.rounds, ['1,2,3', '1,2,3', '1,2,3', '1,2,3', '1,2,3']);
+  assert.match(
+    none.text,
+    /^cannot learn this member's id: no member in --initial-cluster answered \(asked in 5 rounds over --join-timeout 2000 ms; last round: n1 at http:\/\/127\.0\.0\.1:1: ECONNREFUSED/,
+  );
+  assert.equal(none.said.length, 4, 'each failed round but the last is logged');
+  assert.match(
+    none.said[0]!,
+    /cannot learn this member's id yet; asking again .*"round":1,"retryInMs":250/,
+  );
+
+  // Peers that come up after three rounds: the fourth joins.
+  const late = await learn(config, (port, round) =>
+    round >= 4 && port === 3 ? listing : undefined,
+  );
+  assert.equal(late.text, 'abcdef0123456789 101 of 2');
+  assert.equal(late.rounds.length, 4);
+
+  // A member still starting (no leader seen) whose list predates the member add: asked again.
+  const starting = encodeMembersAnswer('tok', tableOf(false), false);
+  const settles = await learn(config, (port, round) =>
+    port === 1 ? (round < 3 ? starting : listing) : undefined,
+  );
+  assert.equal(settles.text, 'abcdef0123456789 101 of 2');
+  assert.deepEqual(settles.waits, [250, 500]);
+  const stuck = await learn(config, (port) => (port === 1 ? starting : undefined));
+  assert.match(stuck.text, /no member in --initial-cluster that answered had seen a leader yet/);
+  assert.match(stuck.text, /n1 at .*: has not seen a leader since it started/);
+
+  // Another cluster's member says nothing about this one: asked again, named at the end.
+  const other = await learn(config, (port) =>
+    port === 1 ? encodeMembersAnswer('other', tableOf(true), true) : undefined,
+  );
+  assert.match(other.text, /belongs to cluster token "other", not "tok"/);
+  assert.equal(other.rounds.length, 5);
+
+  // --join-timeout 0: one round, as before retries existed.
+  const once = await learn(
+    resolveConfig({ ...joinerFlags, 'join-timeout': '0' }, {}, {}),
+    () => undefined,
+  );
+  assert.deepEqual(once.rounds, ['1,2,3']);
+  assert.match(once.text, /asked in 1 round over --join-timeout 0 ms/);
+});
+
+test('join: the member is found by --initial-advertise-peer-urls; etcdctl-printed clusters are read', async () => {
+  // Its advertised URL, not the one --initial-cluster gives it, is what the list is searched
+  // for; its own --initial-cluster entry is never asked.
+  const advertised = resolveConfig(
+    { ...joinerFlags, 'initial-advertise-peer-urls': 'http://127.0.0.1:7' },
+    {},
+    {},
+  );
+  const at7 = encodeMembersAnswer('tok', tableOf(true, 7), true);
+  const found = await learn(advertised, (port) => (port === 1 ? at7 : undefined));
+  assert.equal(found.text, 'abcdef0123456789 101 of 2');
+  assert.match(
+    found.said.join('\n'),
+    /--initial-cluster and --initial-advertise-peer-urls disagree/,
+  );
+  const notAt4 = await learn(advertised, (port) =>
+    port === 1 ? encodeMembersAnswer('tok', tableOf(true, 4), true) : undefined,
+  );
+  assert.match(notAt4.text, /lists this member's peer URL http:\/\/127\.0\.0\.1:7 /);
 
   // etcdctl member add prints a member with several peer URLs once per URL, and an unstarted
   // member without a name: a joiner takes both, and asks every address.
@@ -394,6 +593,7 @@ test('join: a new member learns its id from the first member that lists its peer
       'initial-cluster':
         'n1=http://127.0.0.1:1,n1=http://127.0.0.1:9,=http://127.0.0.1:5,n4=http://127.0.0.1:4',
       'initial-cluster-state': 'existing',
+      'join-timeout': '0',
     },
     {},
     {},
@@ -405,18 +605,7 @@ test('join: a new member learns its id from the first member that lists its peer
       ['n4', [4]],
     ],
   );
-  const asked: number[] = [];
-  await new Promise<void>((resolve) =>
-    learnIdentity(
-      printed,
-      (address, done) => {
-        asked.push(address.port);
-        done(new Error('down'), undefined);
-      },
-      () => resolve(),
-    ),
-  );
-  assert.deepEqual(asked, [1, 9, 5]);
+  assert.deepEqual((await learn(printed, () => undefined)).rounds, ['1,9,5']);
 });
 
 test("errors: etcd's gRPC codes and exact messages", () => {

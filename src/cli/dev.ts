@@ -95,6 +95,8 @@ export async function runDevCluster(
         `http://127.0.0.1:${m.clientPort}`,
         '--listen-peer-urls',
         `http://127.0.0.1:${m.peerPort}`,
+        '--initial-advertise-peer-urls',
+        `http://127.0.0.1:${m.peerPort}`,
         '--initial-cluster',
         initialCluster,
         '--initial-cluster-state',

@@ -1,8 +1,9 @@
 /**
  * `chorus server`: one Chorus node process, configured like an etcd member. Runs until
- * SIGTERM or SIGINT, then stops gracefully and exits 0. Exit 2: bad configuration; exit 1:
- * it could not start (data directory locked, port in use, storage unreadable) or a fatal
- * error stopped it.
+ * SIGTERM or SIGINT, then stops gracefully and exits 0. Exit 2: bad configuration (also when
+ * a founding member's --initial-advertise-peer-urls disagree with --initial-cluster, which is
+ * checked only when it bootstraps); exit 1: it could not start (data directory locked, port in
+ * use, storage unreadable, a joiner that learned no id) or a fatal error stopped it.
  */
 import { Option, type Command } from 'commander';
 import { describeError, FatalError } from '../core/errors.js';
@@ -34,7 +35,8 @@ GET /health and GET /metrics (Prometheus).
 Example, a one-member cluster:
   chorus server --name n1 --data-dir ./n1 \\
     --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \\
-    --listen-peer-urls http://127.0.0.1:2380 --initial-cluster n1=http://127.0.0.1:2380`;
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \\
+    --initial-cluster n1=http://127.0.0.1:2380`;
 
 export function registerServer(program: Command, ctx: CliContext): void {
   const command = program
@@ -85,7 +87,9 @@ function run(config: ServerConfig, ctx: CliContext): Promise<number> {
       if (error !== undefined || server === undefined) {
         log.error('cannot start', { node: config.name, error: describeError(error) });
         ctx.err(`chorus server: ${error?.message ?? 'cannot start'}`);
-        return resolve(1);
+        // Flags that disagree in a way only a bootstrap checks (its advertised peer URLs)
+        // are a configuration error too.
+        return resolve(error instanceof ConfigError ? 2 : 1);
       }
       let stopping = false;
       const stop = (reason: string, code: number): void => {

@@ -93,6 +93,8 @@ interface RestoreFlags {
   initialClusterToken: string;
   initialAdvertisePeerUrls?: string;
   skipHashCheck: boolean;
+  bumpRevision?: string;
+  markCompacted: boolean;
 }
 
 const restoreHelp = `
@@ -102,7 +104,14 @@ cluster's membership is discarded: the new one is exactly --initial-cluster, wit
 member ids a new cluster with these flags would have. Then start each member with
 chorus server and the same --name, --data-dir, --initial-cluster and
 --initial-cluster-token (--initial-cluster-state new, the default; a data directory that
-holds state ignores it). New writes continue from the snapshot's revision.
+holds state ignores it). New writes continue from the snapshot's revision, or, with
+--bump-revision N --mark-compacted (both or neither, as etcdutl requires), from the
+snapshot's revision + N, with every revision below that compacted: clients that read or
+watched the old cluster past the snapshot get "compacted" instead of new data under
+revisions they already saw.
+
+A restore killed midway leaves <data-dir>.restoring-XXXXXX beside the data directory; the
+next restore of the same data directory removes it first.
 
 Example, member n1 of three:
   chorus snapshot restore backup.snap --name n1 --data-dir ./n1 \\
@@ -127,10 +136,19 @@ function registerRestore(snapshot: Command, ctx: CliContext): void {
       'etcd-cluster',
     )
     .option(
-      '--initial-advertise-peer-urls <url>',
-      "this member's peer URL; checked against --initial-cluster (default: the URL given there)",
+      '--initial-advertise-peer-urls <urls>',
+      "this member's peer URLs; must be what --initial-cluster gives it (default: the URLs given there)",
     )
     .option('--skip-hash-check', "restore even if the file's SHA-256 trailer does not match", false)
+    .option(
+      '--bump-revision <n>',
+      "how much to increase the snapshot's revision by (requires --mark-compacted)",
+    )
+    .option(
+      '--mark-compacted',
+      'compact the restored store at its revision, the bumped one (required if --bump-revision > 0, disallowed otherwise)',
+      false,
+    )
     .addHelpText('after', restoreHelp)
     .action(async (file: string, flags: RestoreFlags) => {
       let request: RestoreRequest;
@@ -166,6 +184,9 @@ function restoreRequest(file: string, flags: RestoreFlags): RestoreRequest {
     ?.split(',')
     .map((u) => u.trim())
     .filter((u) => u !== '');
+  const bump = flags.bumpRevision ?? '0';
+  if (!/^\d+$/.test(bump.trim()) || !Number.isSafeInteger(Number(bump)))
+    throw new ConfigError(`--bump-revision must be a whole number, not ${JSON.stringify(bump)}`);
   return {
     file: fs.readFileSync(file),
     dataDir,
@@ -174,6 +195,8 @@ function restoreRequest(file: string, flags: RestoreFlags): RestoreRequest {
     clusterToken: flags.initialClusterToken,
     ...(advertised === undefined ? {} : { advertisePeerUrls: advertised }),
     skipHashCheck: flags.skipHashCheck,
+    bumpRevision: Number(bump),
+    markCompacted: flags.markCompacted,
   };
 }
 
@@ -184,9 +207,15 @@ function printRestored(
   r: RestoreResult,
 ): void {
   const leases = r.leases === 1 ? '1 lease' : `${r.leases} leases`;
+  for (const dir of r.removedStaging)
+    ctx.out(`Removed ${dir}, left by an earlier restore of ${r.dataDir} that did not finish`);
   ctx.out(
     `Restored snapshot ${file} into ${r.dataDir}: revision ${r.meta.revision} (compacted at ${r.meta.compactRevision}), ${r.keys} keys, ${leases}`,
   );
+  if (r.revision !== r.meta.revision)
+    ctx.out(
+      `Revision bumped by ${r.revision - r.meta.revision} to ${r.revision} and compacted there: the first write gets ${r.revision + 1}`,
+    );
   ctx.out(
     `Member ${request.name} (id ${hexId(BigInt(r.identity.memberId))}) of cluster ${hexId(r.clusterId)}; members: ${r.members.map((m) => `${m.name}=${m.peerUrl}`).join(',')}`,
   );

@@ -864,6 +864,20 @@ export class MvccStore {
   }
 
   /**
+   * Moves the revision `by` forward without changing any key (etcdutl's `snapshot restore
+   * --bump-revision`): the next write gets revision + by + 1, and the revisions skipped hold
+   * no events. Only for a store no replica serves yet: replicas must agree on every
+   * revision, and this is no log entry.
+   */
+  bumpRevision(by: number): void {
+    const s = this.state;
+    assert(!s.writing, 'no bump inside a write transaction');
+    assertInteger(by, 'revision bump');
+    assert(by > 0 && Number.isSafeInteger(s.revision + by), 'a bump within safe integers');
+    s.revision += by;
+  }
+
+  /**
    * The events of revisions [from, to] on the range, in revision order, each with the
    * prevKv a watcher with prev_kv gets. `from` below the compact revision is 'compacted' (a
    * watch from exactly the compact revision still works in etcd, and here).

@@ -11,6 +11,7 @@ import { isNodeId } from '../core/ids.js';
 import {
   electionTimeoutMsDefault,
   heartbeatIntervalMsDefault,
+  joinTimeoutMsDefault,
   maxRequestBytesDefault,
   snapshotCountDefault,
 } from './constants.js';
@@ -37,9 +38,18 @@ export interface ServerConfig {
   listenPeer: { host: string; port: number };
   listenClient: { host: string; port: number }[];
   advertiseClientUrls: string[];
+  /**
+   * --initial-advertise-peer-urls: this member's peer URLs as the rest of the cluster knows
+   * them. A founder's must be exactly what --initial-cluster gives its name (checked when it
+   * bootstraps, `checkAdvertisedPeerUrls`); a joiner finds its entry in the member list by
+   * them. Given or not, never empty: the default is what --initial-cluster gives this name.
+   */
+  advertisePeerUrls: string[];
   initialCluster: ClusterMember[];
   initialClusterState: 'new' | 'existing';
   initialClusterToken: string;
+  /** How long a joining member keeps asking for its id before it gives up (join.ts). */
+  joinTimeoutMs: number;
   heartbeatIntervalMs: number;
   electionTimeoutMs: number;
   snapshotCount: number;
@@ -54,6 +64,7 @@ export interface Setting {
   flag: string;
   value: string;
   description: string;
+  /** The default as `--help` and docs/server.md state it. */
   default: (name: string) => string;
 }
 
@@ -91,11 +102,19 @@ export const settings: readonly Setting[] = [
     default: () => 'http://localhost:2379',
   },
   {
+    flag: 'initial-advertise-peer-urls',
+    value: 'urls',
+    description:
+      "comma-separated peer URLs this member advertises to the rest of the cluster: a founding member's must be exactly what --initial-cluster gives its name; a joining member finds itself in the cluster's member list by them",
+    default: (name) => `the URLs --initial-cluster gives ${name}`,
+  },
+  {
     flag: 'initial-cluster',
     value: 'name=url,…',
     description:
       "every member of the cluster and its peer URL, this one's included (a member with several peer URLs is named once per URL)",
-    default: (name) => `${name}=http://localhost:2380`,
+    default: (name) =>
+      `${name}=<each --initial-advertise-peer-urls URL>, or ${name}=http://localhost:2380`,
   },
   {
     flag: 'initial-cluster-state',
@@ -110,6 +129,13 @@ export const settings: readonly Setting[] = [
     description:
       'distinguishes clusters with the same member names; member and cluster ids derive from it',
     default: () => 'etcd-cluster',
+  },
+  {
+    flag: 'join-timeout',
+    value: 'ms',
+    description:
+      'milliseconds a member joining with --initial-cluster-state existing keeps asking the other --initial-cluster members for its id, in rounds with backoff, while none can answer; a member list that does not name it ends the start at once (0: one round)',
+    default: () => String(joinTimeoutMsDefault),
   },
   {
     flag: 'heartbeat-interval',
@@ -225,8 +251,18 @@ export function resolveConfig(
   const peerUrls = urlList(get('listen-peer-urls'), 'listen-peer-urls');
   if (peerUrls.length !== 1)
     throw new ConfigError('--listen-peer-urls: Chorus listens for peers on exactly one URL');
-  const initialCluster = parseInitialCluster(get('initial-cluster'));
-  if (!initialCluster.some((m) => m.name === name))
+  const advertisedText = given('initial-advertise-peer-urls');
+  const advertised =
+    advertisedText === undefined
+      ? undefined
+      : uniqueUrls(urlList(advertisedText, 'initial-advertise-peer-urls'));
+  // etcd's default --initial-cluster is this member alone at its advertised peer URLs.
+  const initialCluster = parseInitialCluster(
+    given('initial-cluster') ??
+      (advertised ?? ['http://localhost:2380']).map((url) => `${name}=${url}`).join(','),
+  );
+  const listed = initialCluster.filter((m) => m.name === name).map((m) => m.peerUrl);
+  if (listed.length === 0)
     throw new ConfigError(
       `--initial-cluster does not list this member's name ${JSON.stringify(name)}`,
     );
@@ -260,9 +296,11 @@ export function resolveConfig(
     advertiseClientUrls: urlList(get('advertise-client-urls'), 'advertise-client-urls').map(
       (u) => u.url,
     ),
+    advertisePeerUrls: advertised ?? listed,
     initialCluster,
     initialClusterState: state,
     initialClusterToken: get('initial-cluster-token'),
+    joinTimeoutMs: nonNegativeInteger(get('join-timeout'), 'join-timeout'),
     heartbeatIntervalMs,
     electionTimeoutMs,
     snapshotCount: positiveInteger(get('snapshot-count'), 'snapshot-count'),
@@ -277,6 +315,13 @@ function boolean(text: string, flag: string): boolean {
   if (t === 'true') return true;
   if (t === 'false') return false;
   throw new ConfigError(`--${flag} must be true or false, not ${JSON.stringify(text)}`);
+}
+
+function nonNegativeInteger(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n))
+    throw new ConfigError(`--${flag} must be a whole number, not ${JSON.stringify(text)}`);
+  return n;
 }
 
 function positiveInteger(text: string, flag: string): number {
@@ -312,6 +357,36 @@ function urlList(text: string, flag: string): { url: string; host: string; port:
     .filter((s) => s !== '');
   if (parts.length === 0) throw new ConfigError(`--${flag} names no URL`);
   return parts.map((p) => parseUrl(p, flag));
+}
+
+/** The URLs, each once, in the order first given (etcd's URL lists are sets). */
+function uniqueUrls(urls: readonly { url: string }[]): string[] {
+  return [...new Set(urls.map((u) => u.url))];
+}
+
+/**
+ * etcd's check when a member founds a cluster (or a snapshot is restored for one): the peer
+ * URLs it advertises and those --initial-cluster gives its name must be the same set, or the
+ * others would dial it at URLs it does not think are its own. Both lists are normalized
+ * http://host:port strings; host names are compared as written, not resolved (etcd resolves
+ * them before it compares).
+ */
+export function checkAdvertisedPeerUrls(
+  name: string,
+  initialCluster: readonly ClusterMember[],
+  advertised: readonly string[],
+): void {
+  const listed = initialCluster.filter((m) => m.name === name).map((m) => m.peerUrl);
+  const onlyListed = listed.filter((u) => !advertised.includes(u));
+  if (onlyListed.length > 0)
+    throw new ConfigError(
+      `--initial-cluster has ${onlyListed.map((u) => `${name}=${u}`).join(',')} but missing from --initial-advertise-peer-urls=${advertised.join(',')}`,
+    );
+  const onlyAdvertised = advertised.filter((u) => !listed.includes(u));
+  if (onlyAdvertised.length > 0)
+    throw new ConfigError(
+      `--initial-advertise-peer-urls has ${onlyAdvertised.join(',')} but missing from --initial-cluster=${listed.map((u) => `${name}=${u}`).join(',')}`,
+    );
 }
 
 export function parseInitialCluster(text: string): ClusterMember[] {

@@ -75,6 +75,19 @@ export const memberIdAttemptsMax = 8;
 /** A joining member asks each listed peer for the member list, waiting this long for each. */
 export const joinQueryTimeoutMs = 3_000;
 
+/**
+ * --join-timeout's default: how long a joining member keeps asking while no member can say
+ * who it is (none reachable yet, or none that has seen a leader since it started). etcd asks
+ * each peer once and exits; a supervisor restarting it is the retry. Thirty seconds covers a
+ * cluster started at the same moment as its joiner (processes up, a leader elected) with a
+ * wide margin, and still ends a start whose flags name no live member within a minute.
+ */
+export const joinTimeoutMsDefault = 30_000;
+/** The pause after a first round that found nobody to answer; doubled each round. */
+export const joinRetryFirstMs = 250;
+/** The longest pause between two rounds. */
+export const joinRetryMaxMs = 4_000;
+
 /** The largest member list a joining member accepts (a few hundred bytes per member). */
 export const joinAnswerBytesMax = 1024 * 1024;
 

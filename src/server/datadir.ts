@@ -90,6 +90,15 @@ export function openDataDir(path: string, name: string, clusterToken: string): D
   }
 }
 
+/**
+ * The pid of another running process that holds `dir`'s lock, if one does (a restore uses it
+ * to leave a staging directory still being written alone).
+ */
+export function liveLockHolder(dir: string): number | undefined {
+  const owner = readPid(join(dir, lockFileName));
+  return owner !== undefined && owner !== process.pid && alive(owner) ? owner : undefined;
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -23,25 +23,43 @@
  * Nothing in the KV state refers to Raft indexes, so the revision continues unchanged: the
  * first write after the restore gets the snapshot's revision + 1.
  *
+ * --bump-revision N with --mark-compacted (etcdutl's, both or neither, as etcd requires)
+ * moves the restored store's revision N forward and compacts it there: the first write gets
+ * revision + N + 1, and every revision below revision + N, the file's own included, is
+ * compacted, so a client that read or watched the old cluster past the snapshot cannot take
+ * the new cluster's revisions for the ones it saw. The KV state is then re-encoded (the same
+ * layout, so HashKV and snapshots of the new cluster cover it as any other state); without
+ * the options the file's KV bytes are kept unchanged.
+ *
  * Nothing is written until the file has passed every check (SHA-256 trailer unless skipped,
  * layout, the KV state decoded and matching the metadata) and the flags agree. The
  * directory is then built beside its final place (`<dir>.restoring-XXXXXX`), read back and
  * compared, and renamed into place last, so a restore that fails or is killed midway never
  * leaves a directory that `chorus server` would start from (an empty raft/ folder would
- * make it bootstrap an empty cluster instead).
+ * make it bootstrap an empty cluster instead). A restore killed midway leaves its staging
+ * directory behind; the next restore of the same target removes such leftovers first
+ * (`removeStaleStaging`).
  */
 import * as fs from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { assert } from '../core/assert.js';
 import { concatBytes } from '../core/bytes.js';
 import { BadInputError } from '../core/errors.js';
 import type { Logger } from '../env/env.js';
 import { NodeDisk } from '../env/node/index.js';
+import { LeaseTable } from '../kv/lease.js';
+import { KvMachine } from '../kv/machine.js';
 import type { ConfChange } from '../raft/raft.js';
 import type { ConfState, HardState, Snapshot } from '../raft/types.js';
 import { RaftStorage, type Recovered } from '../storage/index.js';
-import { ConfigError, namedMembers, parseUrl, type ClusterMember } from './config.js';
-import { openDataDir, raftDirName, type MemberIdentity } from './datadir.js';
+import {
+  checkAdvertisedPeerUrls,
+  ConfigError,
+  namedMembers,
+  parseUrl,
+  type ClusterMember,
+} from './config.js';
+import { liveLockHolder, openDataDir, raftDirName, type MemberIdentity } from './datadir.js';
 import { founderIdentity, hexId } from './ids.js';
 import { encodeClusterSnapshot, foundingMembers, MemberTable } from './membership.js';
 import {
@@ -61,17 +79,24 @@ export interface RestoreRequest {
   initialCluster: readonly ClusterMember[];
   clusterToken: string;
   /**
-   * --initial-advertise-peer-urls: when given, must name the URL --initial-cluster gives
-   * this member (Chorus takes one peer URL per member), as etcd checks the two agree.
+   * --initial-advertise-peer-urls: when given, must be the URLs --initial-cluster gives this
+   * member, as etcd checks the two agree (config.ts `checkAdvertisedPeerUrls`).
    */
   advertisePeerUrls?: readonly string[];
   /** Restore even if the SHA-256 trailer does not match. */
   skipHashCheck?: boolean;
+  /** --bump-revision: revisions to add to the file's; > 0 only with `markCompacted`. */
+  bumpRevision?: number;
+  /** --mark-compacted: compact the restored store at its (bumped) revision. */
+  markCompacted?: boolean;
 }
 
 /** Everything a restore writes, computed before anything is. */
 export interface RestorePlan {
   meta: SnapshotMeta;
+  /** The restored store's revision and compact revision: the file's, unless bumped. */
+  revision: number;
+  compactRevision: number;
   identity: MemberIdentity;
   clusterId: bigint;
   members: { name: string; id: bigint; peerUrl: string }[];
@@ -85,6 +110,8 @@ export interface RestorePlan {
 export interface RestoreResult extends RestorePlan {
   /** The data directory, absolute. */
   dataDir: string;
+  /** Staging directories of earlier restores of this target that were removed first. */
+  removedStaging: string[];
 }
 
 /**
@@ -95,6 +122,8 @@ export function planRestore(request: RestoreRequest): RestorePlan {
   const own = checkFlags(request);
   const read = readSnapshotFile(request.file, { verifyHash: request.skipHashCheck !== true });
   const machine = decodeSnapshotState(read);
+  const bump = request.bumpRevision ?? 0;
+  const kvBytes = bump > 0 ? bumpAndCompact(machine, bump) : read.machine;
 
   // In name order, so members given --initial-cluster in different orders still write the
   // same bytes (a new cluster's founding entries, by contrast, follow the flag's order).
@@ -116,7 +145,7 @@ export function planRestore(request: RestoreRequest): RestorePlan {
   };
   const snapshot: Snapshot = {
     metadata: { index, term, confState },
-    data: concatBytes(encodeClusterSnapshot(table.toStored(), [read.machine])),
+    data: concatBytes(encodeClusterSnapshot(table.toStored(), [kvBytes])),
   };
   const members = table.list().map((m) => ({ name: m.name, id: m.id, peerUrl: m.peerUrls[0]! }));
   assert(members.length === namedMembers(request.initialCluster).size, 'one member per name');
@@ -127,6 +156,8 @@ export function planRestore(request: RestoreRequest): RestorePlan {
   );
   return {
     meta: read.meta,
+    revision: machine.revision(),
+    compactRevision: machine.compactRevision(),
     identity,
     clusterId: BigInt(table.clusterId),
     members,
@@ -139,7 +170,8 @@ export function planRestore(request: RestoreRequest): RestorePlan {
 
 /**
  * This member in --initial-cluster, after checking --initial-advertise-peer-urls against it
- * (the same set of URLs, as etcd checks). Every member is a founder here, so each is named.
+ * (the same set of URLs, as etcd checks) and the revision options (both or neither, as
+ * etcdutl requires). Every member is a founder here, so each is named.
  */
 function checkFlags(request: RestoreRequest): ClusterMember {
   if (request.initialCluster.some((m) => m.name === ''))
@@ -149,15 +181,50 @@ function checkFlags(request: RestoreRequest): ClusterMember {
     throw new ConfigError(
       `--initial-cluster does not list this member's name ${JSON.stringify(request.name)}`,
     );
-  const advertised = request.advertisePeerUrls;
-  if (advertised === undefined) return own[0]!;
-  const given = advertised.map((u) => parseUrl(u, 'initial-advertise-peer-urls').url).sort();
-  const listed = own.map((m) => m.peerUrl).sort();
-  if (given.join(',') !== listed.join(','))
+  const bump = request.bumpRevision ?? 0;
+  if (!Number.isSafeInteger(bump) || bump < 0)
+    throw new ConfigError(`--bump-revision must be a whole number, not ${String(bump)}`);
+  if (bump > 0 !== (request.markCompacted === true))
     throw new ConfigError(
-      `--initial-advertise-peer-urls ${given.join(',')} is not ${listed.join(',')}, what --initial-cluster gives ${request.name}`,
+      '--mark-compacted is required with --bump-revision > 0, and allowed only with it (as etcdutl requires)',
     );
+  const advertised = request.advertisePeerUrls;
+  if (advertised !== undefined) {
+    const given = [
+      ...new Set(advertised.map((u) => parseUrl(u, 'initial-advertise-peer-urls').url)),
+    ];
+    checkAdvertisedPeerUrls(request.name, request.initialCluster, given);
+  }
   return own[0]!;
+}
+
+/**
+ * The KV bytes of the state moved `by` revisions forward and compacted there (etcdutl's
+ * revision bump and scheduled compaction, done here before any member starts), re-encoded
+ * and read back: the pair check of the change.
+ */
+function bumpAndCompact(machine: KvMachine, by: number): Uint8Array {
+  assert(by > 0, 'a bump of at least one revision');
+  const store = machine.store;
+  const revision = store.revision + by;
+  if (!Number.isSafeInteger(revision))
+    throw new ConfigError(
+      `--bump-revision ${by} takes revision ${store.revision} past ${Number.MAX_SAFE_INTEGER}, the largest revision Chorus serves exactly`,
+    );
+  const keys = liveKeys(machine);
+  store.bumpRevision(by);
+  store.compact(revision);
+  const bytes = machine.snapshot();
+  const check = new KvMachine(new LeaseTable(1));
+  check.restore(bytes);
+  assert(
+    check.revision() === revision &&
+      check.compactRevision() === revision &&
+      liveKeys(check) === keys &&
+      JSON.stringify(check.leases.snapshot()) === JSON.stringify(machine.leases.snapshot()),
+    'the bumped state reads back as planned',
+  );
+  return bytes;
 }
 
 /**
@@ -182,6 +249,49 @@ function checkTarget(dataDir: string): void {
     );
 }
 
+/** A staging directory is the target's path, this, and mkdtemp's six random characters. */
+const stagingInfix = '.restoring-';
+/** Staging directories beside one target that one restore looks at; more is not a leftover. */
+const stagingScannedMax = 1_000;
+
+/**
+ * Removes what restores of `target` killed midway left beside it: directories named as
+ * `mkdtemp` names this restore's own staging directory (`<target>.restoring-` and six
+ * letters or digits), nothing else. One whose LOCK names a live process other than this one
+ * belongs to a restore of the same target still running, and is left to it (of the two, the
+ * one that renames second fails, as the target is then not empty). Returns what it removed.
+ */
+function removeStaleStaging(target: string, log: Logger): string[] {
+  const prefix = `${basename(target)}${stagingInfix}`;
+  const pattern = new RegExp(`^${escapeRegExp(prefix)}[A-Za-z0-9]{6}$`);
+  const parent = dirname(target);
+  const candidates = fs
+    .readdirSync(parent, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && pattern.test(e.name))
+    .map((e) => join(parent, e.name));
+  if (candidates.length > stagingScannedMax)
+    throw new BadInputError(
+      `${candidates.length} leftover staging directories beside ${target} (${prefix}*); remove them by hand`,
+    );
+  const removed: string[] = [];
+  for (const dir of candidates) {
+    const owner = liveLockHolder(dir);
+    if (owner !== undefined) {
+      log.warn('another restore of this data directory is under way', { staging: dir, pid: owner });
+      continue;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+    removed.push(dir);
+    log.info('removed the staging directory of an earlier restore', { staging: dir });
+  }
+  if (removed.length > 0) syncDirectory(parent);
+  return removed;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 /**
  * Plans the restore, then writes the data directory (see the file comment). `done` gets the
  * plan once the directory is durable in its place, or why nothing was restored.
@@ -194,11 +304,13 @@ export function restoreSnapshot(
   let plan: RestorePlan;
   const target = resolve(request.dataDir);
   let staging: string;
+  let removedStaging: string[];
   try {
     plan = planRestore(request);
     checkTarget(target);
     fs.mkdirSync(dirname(target), { recursive: true });
-    staging = fs.mkdtempSync(`${target}.restoring-`);
+    removedStaging = removeStaleStaging(target, log);
+    staging = fs.mkdtempSync(`${target}${stagingInfix}`);
   } catch (error) {
     return done(error as Error, undefined);
   }
@@ -227,7 +339,7 @@ export function restoreSnapshot(
       clusterId: hexId(plan.clusterId),
       raftIndex: plan.snapshot.metadata.index,
     });
-    done(undefined, { ...plan, dataDir: target });
+    done(undefined, { ...plan, dataDir: target, removedStaging });
   });
 }
 

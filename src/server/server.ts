@@ -22,7 +22,7 @@ import { KvNode, kvNodeDefaults } from '../kv/node.js';
 import type { RaftStore } from '../raft/driver.js';
 import type { RestoredState } from '../raft/raft.js';
 import { RaftStorage } from '../storage/index.js';
-import { namedMembers, parseUrl, type ServerConfig } from './config.js';
+import { checkAdvertisedPeerUrls, namedMembers, parseUrl, type ServerConfig } from './config.js';
 import {
   etcdVersion,
   forwardDeadlineMs,
@@ -52,6 +52,7 @@ import {
   membersQuestion,
   type AskMembers,
   type Joined,
+  type JoinTiming,
 } from './join.js';
 import { EtcdJson } from './json.js';
 import { listenClients, type ClientListener } from './listener.js';
@@ -93,10 +94,18 @@ export interface StartedServer {
 function resolveIdentity(
   config: ServerConfig,
   dataDir: DataDir,
+  log: Logger,
   done: (error: Error | undefined, joined: Joined | undefined) => void,
 ): void {
   if (dataDir.identity !== undefined) return done(undefined, undefined);
   if (config.initialClusterState === 'new') {
+    // etcd checks this only when bootstrapping, as here: a restart keeps the URLs its
+    // member table holds (MemberUpdate may have changed them) whatever the flags say now.
+    try {
+      checkAdvertisedPeerUrls(config.name, config.initialCluster, config.advertisePeerUrls);
+    } catch (error) {
+      return done(error as Error, undefined);
+    }
     dataDir.record(founderIdentity(config.initialClusterToken, config.name));
     return done(undefined, undefined);
   }
@@ -107,7 +116,11 @@ function resolveIdentity(
       { timeoutMs: joinQueryTimeoutMs, replyBytesMax: joinAnswerBytesMax },
       answered,
     );
-  learnIdentity(config, ask, (error, joined) => {
+  const timing: JoinTiming = {
+    nowMs: () => performance.now(),
+    wait: (ms, then) => setTimeout(then, ms),
+  };
+  learnIdentity(config, ask, timing, log.child({ node: config.name }), (error, joined) => {
     if (error !== undefined || joined === undefined) return done(error, undefined);
     dataDir.record(joined.identity);
     done(undefined, joined);
@@ -174,7 +187,7 @@ export function startServer(
     dataDir.release();
     done(error, undefined);
   };
-  resolveIdentity(config, dataDir, (identityError, joined) => {
+  resolveIdentity(config, dataDir, log, (identityError, joined) => {
     if (identityError !== undefined) return fail(identityError, []);
     if (joined !== undefined)
       log.info("learned this member's id from the cluster", {
@@ -326,7 +339,7 @@ class ChorusServer implements StartedServer, ServiceContext {
     });
     this.nodeEnv.net.answerQueries((question) =>
       question === membersQuestion
-        ? encodeMembersAnswer(config.initialClusterToken, this.table)
+        ? encodeMembersAnswer(config.initialClusterToken, this.table, this.mode !== 'starting')
         : undefined,
     );
     this.started = true;
@@ -363,6 +376,7 @@ class ChorusServer implements StartedServer, ServiceContext {
       dataDir: config.dataDir,
       fresh: this.dataDir.fresh,
       initialClusterState: config.initialClusterState,
+      advertisePeerUrls: config.advertisePeerUrls,
       node: this.self,
       peers: names,
     });
