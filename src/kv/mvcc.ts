@@ -649,17 +649,21 @@ interface LiveUpdate {
 function updateLiveNode(node: TreeNode, walk: LiveUpdate): TreeNode {
   const { owner, lo, hi } = walk;
   if (node instanceof Leaf) {
+    const keys = node.keys;
+    // Bounds found by search, not by comparing every key: a leaf inside the span is walked
+    // without reading its keys' bytes.
+    const from = keys.length > 0 && keys[0]! >= lo ? 0 : lowerBound(keys, lo);
+    let to = keys.length;
+    if (hi !== undefined && to > 0 && keys[to - 1]! >= hi) {
+      to = lowerBound(keys, hi, from);
+      walk.done = true;
+    }
     let leaf = node;
-    for (let i = lowerBound(node.keys, lo); i < node.keys.length; i++) {
-      const key = node.keys[i]!;
-      if (hi !== undefined && key >= hi) {
-        walk.done = true;
-        break;
-      }
+    for (let i = from; i < to; i++) {
       const head = node.heads[i]!;
       if (head.value === undefined) continue;
-      if (leaf.owner !== owner) leaf = new Leaf(owner, node.keys.slice(), node.heads.slice());
-      leaf.heads[i] = walk.update(key, head);
+      if (leaf.owner !== owner) leaf = new Leaf(owner, keys.slice(), node.heads.slice());
+      leaf.heads[i] = walk.update(keys[i]!, head);
       walk.count++;
     }
     return leaf;
@@ -1202,15 +1206,34 @@ export class WriteEvents {
     return this.keys.length;
   }
 
-  /** Records a change; `event`, if built already (a put shares its caller's bytes), is kept. */
-  add(key: Binary, r: Rev, event: KvEvent | undefined): void {
+  /** Records a put, with its event (built at once: it shares the caller's bytes). */
+  addPut(key: Binary, r: Rev, event: KvEvent): void {
     const at = this.keys.length;
-    if (at > 0 && key <= this.keys[at - 1]!) this.runStarts.push(at);
+    if (at > 0 && key <= this.keys[at - 1]!) this.startRun();
+    this.record(key, r);
+    (event.prevKv === undefined ? this.bare : this.full)[at] = event;
+  }
+
+  /** Begins a DeleteRange's changes: addDeleted then adds them in ascending key order. */
+  startDeletes(): void {
+    this.startRun();
+  }
+
+  /** Records a tombstone; its key is above the last one's since startDeletes (one run). */
+  addDeleted(key: Binary, tombstone: Rev): void {
+    this.record(key, tombstone);
+  }
+
+  private startRun(): void {
+    const at = this.keys.length;
+    if (this.runStarts[this.runStarts.length - 1] !== at) this.runStarts.push(at);
+  }
+
+  private record(key: Binary, r: Rev): void {
+    if (r.lease !== 0 || (r.prev?.value !== undefined && r.prev.lease !== 0))
+      this.leaseChanges.push(this.keys.length);
     this.keys.push(key);
     this.revs.push(r);
-    if (r.lease !== 0 || (r.prev?.value !== undefined && r.prev.lease !== 0))
-      this.leaseChanges.push(at);
-    if (event !== undefined) (event.prevKv === undefined ? this.bare : this.full)[at] = event;
   }
 
   /** Every event, each with its prevKv, in sub-revision order. */
@@ -1333,7 +1356,7 @@ class WriteTxn implements MvccWriteTxn {
     };
     const prevKv = prevKvOf(key, written);
     const event: KvEvent = prevKv === undefined ? { type: 'put', kv } : { type: 'put', kv, prevKv };
-    this.events.add(stored, written, event);
+    this.events.addPut(stored, written, event);
     return prevKv;
   }
 
@@ -1344,10 +1367,11 @@ class WriteTxn implements MvccWriteTxn {
     const first = this.events.length;
     const keys: Binary[] = [];
     const before: Rev[] = [];
+    this.events.startDeletes();
     const deleted = this.state.index.updateLive(spanOf(key, rangeEnd), (k, head) => {
       const tombstone = new Rev(main, this.changes++, undefined, 0, 0, 0, head);
       log.append(main, tombstone.sub, k);
-      this.events.add(k, tombstone, undefined);
+      this.events.addDeleted(k, tombstone);
       if (prevKvs) {
         keys.push(k);
         before.push(head);
