@@ -14,7 +14,16 @@ import { encode } from '../src/core/codec.js';
 import { seededRandom } from '../src/core/prng.js';
 import { applyDeleteRange, applyPut, applyRange, applyTxn } from '../src/kv/apply.js';
 import { KvError } from '../src/kv/errors.js';
-import { MvccStore, fromBinary, mvccLimits, toBinary, type MvccOptions } from '../src/kv/mvcc.js';
+import {
+  MvccStore,
+  fromBinary,
+  mvccLimits,
+  spanOf,
+  toBinary,
+  type EventFilter,
+  type MvccOptions,
+  type WriteEvents,
+} from '../src/kv/mvcc.js';
 import type {
   Compare,
   KeyValue,
@@ -97,13 +106,58 @@ const plainTxn = (t: TxnResult): unknown => ({
 
 type Outcome = { error: string } | { result: unknown; revision: number; events: Event[] };
 
+/** The spans a write's events are selected by: every key, and around the keys written. */
+function spansAround(written: readonly string[]): [string, string | undefined][] {
+  const keys = [...new Set(written)].sort();
+  const spans: [string, string | undefined][] = [['\x00', '\x00']];
+  keys.forEach((k, i) => {
+    spans.push([k, undefined], [k, '\x00'], [k, k + '\x00'], [k + '\x00', '\x00']);
+    for (const end of keys.slice(i + 1, i + 3)) spans.push([k, end], [end, k]);
+  });
+  return spans;
+}
+
+const filters: EventFilter[] = [
+  { noPut: false, noDelete: false, prevKv: true },
+  { noPut: false, noDelete: false, prevKv: false },
+  { noPut: true, noDelete: false, prevKv: true },
+  { noPut: false, noDelete: true, prevKv: false },
+];
+
+/**
+ * The events of a write, checked against each other: selecting them by any span and filter
+ * (first, while they are still unbuilt) gives what filtering all of them gives.
+ */
+function writtenEvents(events: WriteEvents, keys: readonly string[]): Event[] {
+  const selected = spansAround(keys).flatMap(([lo, end]) =>
+    filters.map((filter) => ({
+      lo,
+      end,
+      filter,
+      got: events.select(spanOf(bin(lo), end === undefined ? undefined : bin(end)), filter),
+    })),
+  );
+  const all = events.all().map(plainEvent);
+  assert.equal(all.length, events.length);
+  for (const { lo, end, filter, got } of selected) {
+    const want = all
+      .filter(
+        (e) => inSpan(e.kv.key, lo, end) && !(e.type === 'put' ? filter.noPut : filter.noDelete),
+      )
+      .map((e) => (filter.prevKv ? e : { type: e.type, kv: e.kv }));
+    assert.deepEqual(got.map(plainEvent), want, `select [${lo}, ${end}) ${JSON.stringify(filter)}`);
+  }
+  return all;
+}
+
 function outcome<T>(
-  run: () => { result: T; revision: number; events: KvEvent[] },
+  run: () => { result: T; revision: number; events: WriteEvents },
   plain: (t: T) => unknown,
+  keys: readonly string[] = [],
 ): Outcome {
   try {
     const { result, revision, events } = run();
-    return { result: plain(result), revision, events: events.map(plainEvent) };
+    return { result: plain(result), revision, events: writtenEvents(events, keys) };
   } catch (error) {
     if (error instanceof KvError) return { error: error.kvCode };
     throw error;
@@ -585,6 +639,13 @@ const putShapeError = (g: GPut): string | undefined =>
       ? 'lease-provided'
       : undefined;
 
+/** The keys a transaction names in its puts and deletes, nested ones included. */
+function keysOf(g: GTxn): string[] {
+  return [...g.success, ...g.failure].flatMap((op) =>
+    op.t === 'put' ? [op.r.key] : op.t === 'del' ? [op.r.key] : op.t === 'txn' ? keysOf(op.r) : [],
+  );
+}
+
 /** A necessary condition for 'duplicate-key': some key is put twice, or put and deleted. */
 function mayOverlap(g: GTxn): boolean {
   const puts: string[] = [];
@@ -640,6 +701,7 @@ function step(p: Pair, cmd: Command, clones: Pair[]): void {
       const got = outcome(
         () => applyPut(store, toPut(cmd.r), leaseExists),
         (r) => (r.prevKv ? { prevKv: plainKv(r.prevKv) } : {}),
+        [cmd.r.key],
       );
       const shape = putShapeError(cmd.r);
       assert.deepEqual(got, shape ? { error: shape } : model.write((w) => w.put(cmd.r)));
@@ -649,6 +711,7 @@ function step(p: Pair, cmd: Command, clones: Pair[]): void {
       const got = outcome(
         () => applyDeleteRange(store, toDel(cmd.r)),
         (r) => ({ deleted: r.deleted, prevKvs: r.prevKvs.map(plainKv) }),
+        [cmd.r.key, ...(cmd.r.end === undefined || cmd.r.end === '\x00' ? [] : [cmd.r.end])],
       );
       assert.deepEqual(
         got,
@@ -658,7 +721,11 @@ function step(p: Pair, cmd: Command, clones: Pair[]): void {
     }
     case 'txn': {
       const before = store.revision;
-      const got = outcome(() => applyTxn(store, toTxn(cmd.r), leaseExists), plainTxn);
+      const got = outcome(
+        () => applyTxn(store, toTxn(cmd.r), leaseExists),
+        plainTxn,
+        keysOf(cmd.r),
+      );
       const shape = shapeError(cmd.r, 128);
       if (shape !== undefined) assert.deepEqual(got, { error: shape });
       else if ('error' in got && got.error === 'duplicate-key') {
@@ -828,7 +895,7 @@ test('revisions: 1 on an empty store, +1 per changing write, shared by a transac
   );
   assert.equal(t.revision, 3);
   assert.deepEqual(
-    t.events.map((e) => [e.type, str(e.kv.key), e.kv.modRevision]),
+    t.events.all().map((e) => [e.type, str(e.kv.key), e.kv.modRevision]),
     [
       ['put', 'b', 3],
       ['delete', 'a', 3],
@@ -842,7 +909,7 @@ test('revisions: 1 on an empty store, +1 per changing write, shared by a transac
     leaseExists,
   );
   assert.equal(readOnly.revision, 3);
-  assert.deepEqual(readOnly.events, []);
+  assert.deepEqual(readOnly.events.all(), []);
 });
 
 test('versions: create and version follow generations; a delete restarts them', () => {
@@ -1013,7 +1080,7 @@ test('events: in sub-revision order with prevKv; none for creations', () => {
     },
     { type: 'put', kv: { key: 'b', value: '3', create: 3, mod: 3, version: 1, lease: 0 } },
   ];
-  assert.deepEqual(t.events.map(plainEvent), want);
+  assert.deepEqual(t.events.all().map(plainEvent), want);
   assert.deepEqual(
     s.eventsBetween(3, 3, bin('a'), bin('c')).map(plainEvent),
     want,

@@ -3,11 +3,26 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { inRange, prefixEnd } from '../src/kv/keys.js';
+import { inSpan, toBinary } from '../src/kv/mvcc.js';
 import type { Bytes, KvEvent } from '../src/kv/types.js';
-import { WatchHub, type WatchHistory, type WatchResponse } from '../src/kv/watch.js';
+import {
+  WatchHub,
+  type RevisionEvents,
+  type WatchHistory,
+  type WatchResponse,
+} from '../src/kv/watch.js';
 
 const enc = (s: string): Bytes => new TextEncoder().encode(s);
 const dec = (b: Bytes): string => new TextDecoder().decode(b);
+
+/** A revision's events as the hub selects them live (the store builds them on demand). */
+const listed = (events: readonly KvEvent[]): RevisionEvents => ({
+  select: (span, filter) =>
+    events
+      .filter((e) => inSpan(span, toBinary(e.kv.key)))
+      .filter((e) => !(e.type === 'put' ? filter.noPut : filter.noDelete))
+      .map((e) => (filter.prevKv ? e : { type: e.type, kv: e.kv })),
+});
 
 class FakeHistory implements WatchHistory {
   revisions: KvEvent[][] = [[]]; // revision 1: empty store
@@ -53,7 +68,7 @@ class FakeHistory implements WatchHistory {
       },
     }));
     this.revisions.push(events);
-    hub?.notify(revision, events);
+    hub?.notify(revision, listed(events));
     return events;
   }
 }

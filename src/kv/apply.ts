@@ -11,7 +11,13 @@
  */
 import { assertNever } from '../core/assert.js';
 import { KvError } from './errors.js';
-import { emptyBytes, toBinary, type MvccStore, type MvccWriteTxn } from './mvcc.js';
+import {
+  emptyBytes,
+  toBinary,
+  type MvccStore,
+  type MvccWriteTxn,
+  type WriteEvents,
+} from './mvcc.js';
 import {
   kvLimits,
   type Bytes,
@@ -19,7 +25,6 @@ import {
   type DeleteRangeRequest,
   type DeleteRangeResult,
   type KeyValue,
-  type KvEvent,
   type PutRequest,
   type PutResult,
   type RangeRequest,
@@ -38,7 +43,7 @@ export type LeaseExists = (id: number) => boolean;
 export interface Applied<T> {
   result: T;
   revision: number;
-  events: KvEvent[];
+  events: WriteEvents;
 }
 
 /** etcd's Range; the revision is the store's current one (etcd's header), not the one read. */
@@ -361,6 +366,5 @@ function executePut(txn: MvccWriteTxn, req: PutRequest): PutResult {
 }
 
 function executeDelete(txn: MvccWriteTxn, req: DeleteRangeRequest): DeleteRangeResult {
-  const deleted = txn.deleteRange(req.key, req.rangeEnd);
-  return { deleted: deleted.length, prevKvs: req.prevKv ? deleted : [] };
+  return txn.deleteRange(req.key, req.rangeEnd, req.prevKv === true);
 }

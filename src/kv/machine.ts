@@ -11,10 +11,10 @@ import { concatBytes } from '../core/bytes.js';
 import { decode, msgpackArray } from '../core/codec.js';
 import type { SnapshotJob, StateMachine } from '../raft/driver.js';
 import type { Entry } from '../raft/types.js';
-import { applyDeleteRange, applyPut, applyRange, applyTxn } from './apply.js';
+import { applyDeleteRange, applyPut, applyRange, applyTxn, type Applied } from './apply.js';
 import { KvError } from './errors.js';
 import type { LeaseTable } from './lease.js';
-import { fromBinary, MvccStore, toBinary, type MvccOptions } from './mvcc.js';
+import { fromBinary, MvccStore, type MvccOptions, type WriteEvents } from './mvcc.js';
 import type {
   Bytes,
   DeleteRangeRequest,
@@ -40,7 +40,11 @@ export type KvOutcome = { ok: unknown } | { error: string; detail?: string };
 
 /** What the node around the machine hears about as entries apply. */
 export interface KvListener {
-  events(revision: number, events: readonly KvEvent[]): void;
+  /**
+   * A revision applied. Its events are built as they are read (`select` for a watcher's
+   * range, or `all()`), so a listener reads only those it needs.
+   */
+  events(revision: number, events: WriteEvents): void;
   compacted(revision: number): void;
   granted(id: number): void;
   revoked(id: number): void;
@@ -132,21 +136,18 @@ export class KvMachine implements StateMachine, WatchHistory {
   }
 
   /** A write's result: attach/detach leases, tell watchers, return the result with revision. */
-  private written<R>(outcome: { result: R; revision: number; events: KvEvent[] }): R & Revisioned {
+  private written<R>(outcome: Applied<R>): R & Revisioned {
     this.track(outcome.revision, outcome.events);
     return { ...outcome.result, revision: this.store.revision };
   }
 
-  private track(revision: number, events: readonly KvEvent[]): void {
+  /** Lease bookkeeping reads each change's revisions, never its event (most keys: no lease). */
+  private track(revision: number, events: WriteEvents): void {
     if (events.length === 0) return;
-    for (const event of events) {
-      const detached = event.prevKv?.lease ?? 0;
-      const attached = event.type === 'put' ? event.kv.lease : 0;
-      if (detached === 0 && attached === 0) continue; // most keys: no lease, no conversion
-      const key = toBinary(event.kv.key);
+    events.forEachLeaseChange((key, detached, attached) => {
       this.leases.detach(detached, key);
       this.leases.attach(attached, key);
-    }
+    });
     this.listener?.events(revision, events);
   }
 

@@ -26,6 +26,7 @@ import { BadInputError } from '../core/errors.js';
 import { KvError } from './errors.js';
 import type {
   Bytes,
+  DeleteRangeResult,
   KeyValue,
   KvEvent,
   RangeRequest,
@@ -48,6 +49,12 @@ export const mvccLimits = {
    * keys took one 235 ms turn of the event loop on every node at once.
    */
   snapshotRevisionsPerStep: 5_000,
+  /**
+   * A write's changes in a sorted run up to this long are scanned whole when a watcher
+   * selects its events; a longer run (a DeleteRange) is binary-searched for the watcher's
+   * range. Scanning one or two keys costs less than searching them.
+   */
+  eventRunScannedMax: 8,
 } as const;
 
 export interface MvccOptions {
@@ -66,8 +73,8 @@ export interface KvHash {
 export interface WriteResult {
   /** The store's revision after the transaction: one more than before iff it changed. */
   revision: number;
-  /** Every change, in sub-revision order. */
-  events: KvEvent[];
+  /** Every change, in sub-revision order; each event built when first asked for. */
+  events: WriteEvents;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -140,21 +147,21 @@ class SlabWriter {
 }
 
 /** A key range as binary strings: one key, [lo, hi), or every key >= lo (hi undefined). */
-interface Span {
-  lo: Binary;
-  hi: Binary | undefined;
-  single: boolean;
+export interface KeySpan {
+  readonly lo: Binary;
+  readonly hi: Binary | undefined;
+  readonly single: boolean;
 }
 
 /** etcd's range convention: rangeEnd absent or empty: one key; [0]: every key >= key. */
-function spanOf(key: Bytes, rangeEnd: Bytes | undefined): Span {
+export function spanOf(key: Bytes, rangeEnd: Bytes | undefined): KeySpan {
   const lo = toBinary(key);
   if (rangeEnd === undefined || rangeEnd.length === 0) return { lo, hi: undefined, single: true };
   if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { lo, hi: undefined, single: false };
   return { lo, hi: toBinary(rangeEnd), single: false };
 }
 
-function inSpan(span: Span, key: Binary): boolean {
+export function inSpan(span: KeySpan, key: Binary): boolean {
   if (span.single) return key === span.lo;
   return key >= span.lo && (span.hi === undefined || key < span.hi);
 }
@@ -307,9 +314,10 @@ class Branch {
 
 type TreeNode = Leaf | Branch;
 
-function lowerBound(a: readonly Binary[], key: Binary): number {
-  let lo = 0;
-  let hi = a.length;
+/** The first position in [from, to) of sorted `a` whose key is >= `key` (`to` if none). */
+function lowerBound(a: readonly Binary[], key: Binary, from = 0, to = a.length): number {
+  let lo = from;
+  let hi = to;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if (a[mid]! < key) lo = mid + 1;
@@ -453,7 +461,7 @@ class KeyIndex {
   }
 
   /** Calls `visit` for each key of the span in ascending order until it returns false. */
-  forEach(span: Span, visit: (key: Binary, head: Rev) => boolean): void {
+  forEach(span: KeySpan, visit: (key: Binary, head: Rev) => boolean): void {
     if (span.single) {
       const head = this.get(span.lo);
       if (head !== undefined) visit(span.lo, head);
@@ -466,7 +474,7 @@ class KeyIndex {
    * Appends the keys live at `atRev` in the span, with their visible revisions, to `keys`
    * and `revs` — at most `max` of them (0: all); returns how many are live in the span.
    */
-  collect(span: Span, atRev: number, max: number, keys: Binary[], revs: Rev[]): number {
+  collect(span: KeySpan, atRev: number, max: number, keys: Binary[], revs: Rev[]): number {
     if (span.single) {
       const r = visibleAt(this.get(span.lo), atRev);
       if (r === undefined) return 0;
@@ -477,6 +485,26 @@ class KeyIndex {
       return 1;
     }
     return collectNode(this.root, span.lo, span.hi, atRev, max, keys, revs);
+  }
+
+  /**
+   * Replaces the head of every live key of the span (one whose head is a put) with
+   * `update(key, head)`, in key order; returns how many. Leaf by leaf, copying only the nodes
+   * it changes that a clone shares: a DeleteRange of a whole prefix costs one pass over its
+   * leaves, not one descent from the root per key. `update` must not touch this index.
+   */
+  updateLive(span: KeySpan, update: (key: Binary, head: Rev) => Rev): number {
+    // The key just after lo in bytewise order ends a one-key span.
+    const walk: LiveUpdate = {
+      owner: this.owner,
+      lo: span.lo,
+      hi: span.single ? span.lo + '\0' : span.hi,
+      update,
+      count: 0,
+      done: false,
+    };
+    this.root = updateLiveNode(this.root, walk);
+    return walk.count;
   }
 
   forEachLeaf(visit: (leaf: Leaf) => void): void {
@@ -604,6 +632,56 @@ function collectNode(
     count += n;
   }
   return count;
+}
+
+/** KeyIndex.updateLive's walk: its span, its callback, and how far it got. */
+interface LiveUpdate {
+  readonly owner: Owner;
+  readonly lo: Binary;
+  readonly hi: Binary | undefined;
+  readonly update: (key: Binary, head: Rev) => Rev;
+  count: number;
+  /** A key at or past `hi` was reached. */
+  done: boolean;
+}
+
+/** KeyIndex.updateLive below one node: returns the node, or its copy if it had to change one. */
+function updateLiveNode(node: TreeNode, walk: LiveUpdate): TreeNode {
+  const { owner, lo, hi } = walk;
+  if (node instanceof Leaf) {
+    const keys = node.keys;
+    // Bounds found by search, not by comparing every key: a leaf inside the span is walked
+    // without reading its keys' bytes.
+    const from = keys.length > 0 && keys[0]! >= lo ? 0 : lowerBound(keys, lo);
+    let to = keys.length;
+    if (hi !== undefined && to > 0 && keys[to - 1]! >= hi) {
+      to = lowerBound(keys, hi, from);
+      walk.done = true;
+    }
+    let leaf = node;
+    for (let i = from; i < to; i++) {
+      const head = node.heads[i]!;
+      if (head.value === undefined) continue;
+      if (leaf.owner !== owner) leaf = new Leaf(owner, keys.slice(), node.heads.slice());
+      leaf.heads[i] = walk.update(keys[i]!, head);
+      walk.count++;
+    }
+    return leaf;
+  }
+  let branch = node;
+  for (let c = upperBound(node.seps, lo); c < node.children.length && !walk.done; c++) {
+    if (c > 0 && hi !== undefined && node.seps[c - 1]! >= hi) {
+      walk.done = true;
+      break;
+    }
+    const child = node.children[c]!;
+    const updated = updateLiveNode(child, walk);
+    if (updated === child) continue;
+    if (branch.owner !== owner)
+      branch = new Branch(owner, node.seps.slice(), node.children.slice());
+    branch.children[c] = updated;
+  }
+  return branch;
 }
 
 /** Branch levels over `leaves` (in key order); neighbours that fit in one leaf are merged. */
@@ -1097,16 +1175,149 @@ export interface MvccWriteTxn {
    * prevKv). The store keeps its own copy of the bytes; the event shares the caller's.
    */
   put(key: Bytes, value: Bytes, lease: number): KeyValue | undefined;
-  /** Deletes the live keys of the range; returns them as they were (etcd's prevKvs). */
-  deleteRange(key: Bytes, rangeEnd?: Bytes): KeyValue[];
+  /**
+   * Deletes the live keys of the range; returns how many, and with `prevKvs` also the keys as
+   * they were (etcd's prev_kv). Nothing is built per key unless asked: no KeyValue, and no
+   * event until a reader of `end().events` selects it.
+   */
+  deleteRange(key: Bytes, rangeEnd?: Bytes, prevKvs?: boolean): DeleteRangeResult;
   /** Commits: the revision moves on by one iff anything changed. */
   end(): WriteResult;
+}
+
+/** Which of a revision's events a reader wants (a watcher's filters). */
+export interface EventFilter {
+  readonly noPut: boolean;
+  readonly noDelete: boolean;
+  /** Whether events carry their prevKv (built only then: it copies the old value). */
+  readonly prevKv: boolean;
+}
+
+/**
+ * The events of one write transaction, built only when asked for. A DeleteRange of a whole
+ * prefix (etcdctl check perf ends with one over 65k-130k keys) used to build every event
+ * with its prevKv as it applied, watched or not: a second of blocked event loop on every
+ * member, long enough for the leader to miss its heartbeats. Here a change is its key and
+ * its new revision, which the store keeps anyway; its event is built the first time a reader
+ * whose range covers the key asks, then shared with every later one.
+ */
+export class WriteEvents {
+  /** Each change's key (the index's own string) and new revision, in sub-revision order. */
+  private readonly keys: Binary[] = [];
+  private readonly revs: Rev[] = [];
+  /**
+   * Events built so far, by position: `bare` without prevKv; `full` with it, only for a change
+   * that has one (a creation's event is its bare one). Both share the event's kv.
+   */
+  private readonly bare: (KvEvent | undefined)[] = [];
+  private readonly full: (KvEvent | undefined)[] = [];
+  /** Positions where keys stop ascending: the changes between two are sorted by key. */
+  private readonly runStarts: number[] = [0];
+  /** Positions of the changes that move a key off or onto a lease (most keys have none). */
+  private readonly leaseChanges: number[] = [];
+
+  get length(): number {
+    return this.keys.length;
+  }
+
+  /** Records a put, with its event (built at once: it shares the caller's bytes). */
+  addPut(key: Binary, r: Rev, event: KvEvent): void {
+    const at = this.keys.length;
+    if (at > 0 && key <= this.keys[at - 1]!) this.startRun();
+    this.record(key, r);
+    (event.prevKv === undefined ? this.bare : this.full)[at] = event;
+  }
+
+  /** Begins a DeleteRange's changes: addDeleted then adds them in ascending key order. */
+  startDeletes(): void {
+    this.startRun();
+  }
+
+  /** Records a tombstone; its key is above the last one's since startDeletes (one run). */
+  addDeleted(key: Binary, tombstone: Rev): void {
+    this.record(key, tombstone);
+  }
+
+  private startRun(): void {
+    const at = this.keys.length;
+    if (this.runStarts[this.runStarts.length - 1] !== at) this.runStarts.push(at);
+  }
+
+  private record(key: Binary, r: Rev): void {
+    if (r.lease !== 0 || (r.prev?.value !== undefined && r.prev.lease !== 0))
+      this.leaseChanges.push(this.keys.length);
+    this.keys.push(key);
+    this.revs.push(r);
+  }
+
+  /** Every event, each with its prevKv, in sub-revision order. */
+  all(): KvEvent[] {
+    const out: KvEvent[] = [];
+    for (let i = 0; i < this.keys.length; i++) out.push(this.eventAt(i, true));
+    return out;
+  }
+
+  /**
+   * The events on the span's keys that pass the filter, in sub-revision order. A long run of
+   * sorted changes (a DeleteRange) is searched for the span's start and read only while in
+   * it, so a watcher elsewhere costs no event at all; a short one is read whole, which is
+   * cheaper for the usual write of a few keys.
+   */
+  select(span: KeySpan, filter: EventFilter): KvEvent[] {
+    const out: KvEvent[] = [];
+    const starts = this.runStarts;
+    for (let run = 0; run < starts.length; run++) {
+      const start = starts[run]!;
+      const end = starts[run + 1] ?? this.keys.length;
+      const searched = end - start > mvccLimits.eventRunScannedMax;
+      for (let i = searched ? lowerBound(this.keys, span.lo, start, end) : start; i < end; i++) {
+        if (!inSpan(span, this.keys[i]!)) {
+          if (searched) break; // sorted, and at or past the span's start: past its end now
+          continue;
+        }
+        if (this.revs[i]!.value === undefined ? filter.noDelete : filter.noPut) continue;
+        out.push(this.eventAt(i, filter.prevKv));
+      }
+    }
+    return out;
+  }
+
+  /** Calls `visit` for each change of a key's lease: the one it leaves, the one it joins. */
+  forEachLeaseChange(visit: (key: Binary, detached: number, attached: number) => void): void {
+    for (const i of this.leaseChanges) {
+      const r = this.revs[i]!;
+      const detached = r.prev?.value === undefined ? 0 : r.prev.lease;
+      visit(this.keys[i]!, detached, r.lease);
+    }
+  }
+
+  /** Change i's event, with its prevKv if asked and it has one; built once, then shared. */
+  private eventAt(i: number, withPrevKv: boolean): KvEvent {
+    return (withPrevKv ? this.full[i] : this.bare[i]) ?? this.build(i, withPrevKv);
+  }
+
+  private build(i: number, withPrevKv: boolean): KvEvent {
+    const r = this.revs[i]!;
+    const full = this.full[i];
+    const bare =
+      this.bare[i] ??
+      (this.bare[i] =
+        full === undefined
+          ? eventOf(fromBinary(this.keys[i]!), r, undefined)
+          : { type: full.type, kv: full.kv });
+    if (!withPrevKv || r.prev?.value === undefined) return bare;
+    return (this.full[i] = {
+      type: bare.type,
+      kv: bare.kv,
+      prevKv: keyValueOf(bare.kv.key, r.prev),
+    });
+  }
 }
 
 class WriteTxn implements MvccWriteTxn {
   private changes = 0;
   private open = true;
-  private readonly events: KvEvent[] = [];
+  private readonly events = new WriteEvents();
   private readonly begin: number;
 
   constructor(private readonly state: State) {
@@ -1147,7 +1358,8 @@ class WriteTxn implements MvccWriteTxn {
       live === undefined ? 1 : live.version + 1,
       head,
     );
-    this.state.log.append(main, sub, index.set(k, written));
+    const stored = index.set(k, written);
+    this.state.log.append(main, sub, stored);
     const kv: KeyValue = {
       key,
       createRevision: written.create,
@@ -1157,31 +1369,33 @@ class WriteTxn implements MvccWriteTxn {
       lease,
     };
     const prevKv = prevKvOf(key, written);
-    this.events.push(prevKv === undefined ? { type: 'put', kv } : { type: 'put', kv, prevKv });
+    const event: KvEvent = prevKv === undefined ? { type: 'put', kv } : { type: 'put', kv, prevKv };
+    this.events.addPut(stored, written, event);
     return prevKv;
   }
 
-  deleteRange(key: Bytes, rangeEnd?: Bytes): KeyValue[] {
+  deleteRange(key: Bytes, rangeEnd?: Bytes, prevKvs = false): DeleteRangeResult {
     assert(this.open, 'write transaction still open');
-    const span = spanOf(key, rangeEnd);
-    const doomed: Binary[] = [];
-    this.state.index.forEach(span, (k, head) => {
-      if (head.value !== undefined) doomed.push(k);
-      return true;
-    });
     const main = this.begin + 1;
-    const index = this.state.index;
-    const deleted: KeyValue[] = [];
-    for (const k of doomed) {
-      const sub = this.changes++;
-      const bytes = span.single ? key : fromBinary(k);
-      const tombstone = new Rev(main, sub, undefined, 0, 0, 0, index.seek(k));
-      this.state.log.append(main, sub, index.set(k, tombstone));
-      const before = prevKvOf(bytes, tombstone)!;
-      deleted.push(before);
-      this.events.push(eventOf(bytes, tombstone, before));
-    }
-    return deleted;
+    const log = this.state.log;
+    const first = this.events.length;
+    const keys: Binary[] = [];
+    const before: Rev[] = [];
+    this.events.startDeletes();
+    const deleted = this.state.index.updateLive(spanOf(key, rangeEnd), (k, head) => {
+      const tombstone = new Rev(main, this.changes++, undefined, 0, 0, 0, head);
+      log.append(main, tombstone.sub, k);
+      this.events.addDeleted(k, tombstone);
+      if (prevKvs) {
+        keys.push(k);
+        before.push(head);
+      }
+      return tombstone;
+    });
+    assert(this.events.length === first + deleted, 'one change recorded per deleted key');
+    if (!prevKvs) return { deleted, prevKvs: [] };
+    const order = keys.map((_, i) => i);
+    return { deleted, prevKvs: materialize(order, keys, before, undefined, false) };
   }
 
   end(): WriteResult {

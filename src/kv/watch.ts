@@ -15,6 +15,7 @@
  */
 import { KvError } from './errors.js';
 import { compareBytes, inRange } from './keys.js';
+import { spanOf, type EventFilter, type KeySpan } from './mvcc.js';
 import type { Bytes, KvEvent, WatchCreateRequest } from './types.js';
 
 /** etcdserverpb.WatchResponse, with the header reduced to its revision. */
@@ -37,6 +38,16 @@ export interface WatchHistory {
   eventsBetween(from: number, to: number, key: Bytes, rangeEnd: Bytes | undefined): KvEvent[];
 }
 
+/**
+ * One applied revision's events as the hub reads them (mvcc.ts WriteEvents): each watcher
+ * selects those of its range, and only those are built — a DeleteRange of 100,000 keys that
+ * no watcher covers builds no event at all.
+ */
+export interface RevisionEvents {
+  /** The events on the span's keys that pass the filter, in order. */
+  select(span: KeySpan, filter: EventFilter): KvEvent[];
+}
+
 /** Returns false when the consumer's buffer is full (the response itself was taken). */
 export type WatchSink = (response: WatchResponse) => boolean;
 
@@ -44,6 +55,8 @@ interface Watcher {
   id: number;
   key: Bytes;
   rangeEnd: Bytes | undefined;
+  /** key and rangeEnd as the store's binary strings, to select live events with. */
+  span: KeySpan;
   noPut: boolean;
   noDelete: boolean;
   prevKv: boolean;
@@ -93,13 +106,13 @@ export class WatchHub {
     const current = this.history.revision();
     const start = request.startRevision ?? 0;
     const filters = request.filters ?? [];
+    const rangeEnd =
+      request.rangeEnd !== undefined && request.rangeEnd.length > 0 ? request.rangeEnd : undefined;
     const watcher: Watcher = {
       id,
       key: request.key,
-      rangeEnd:
-        request.rangeEnd !== undefined && request.rangeEnd.length > 0
-          ? request.rangeEnd
-          : undefined,
+      rangeEnd,
+      span: spanOf(request.key, rangeEnd),
       noPut: filters.includes('noput'),
       noDelete: filters.includes('nodelete'),
       prevKv: request.prevKv ?? false,
@@ -158,10 +171,10 @@ export class WatchHub {
   }
 
   /** Called after each applied revision with the events it produced. */
-  notify(revision: number, events: readonly KvEvent[]): void {
+  notify(revision: number, events: RevisionEvents): void {
     for (const watcher of [...this.watchers.values()]) {
       if (!watcher.synced || revision < watcher.next) continue;
-      const mine = this.select(watcher, events);
+      const mine = events.select(watcher.span, watcher);
       watcher.next = revision + 1;
       if (mine.length === 0) continue;
       const taken = watcher.sink({ watchId: watcher.id, revision, events: mine });
@@ -228,6 +241,7 @@ export class WatchHub {
     }
   }
 
+  /** The replayed events the watcher wants (live ones are selected by RevisionEvents). */
   private select(watcher: Watcher, events: readonly KvEvent[]): KvEvent[] {
     const mine: KvEvent[] = [];
     for (const event of events) {

@@ -141,7 +141,7 @@ export class KvRun {
         observe.compacted?.(revision);
       },
       events: (revision, events) => {
-        this.onEvents(node, revision, events);
+        this.onEvents(node, revision, events.all());
         observe.events?.(revision, events);
       },
     });
