@@ -55,6 +55,14 @@ import { median } from './stats.js';
 const clientCounts = [1, 16, 64, 256];
 const windowMs = Number(process.env['CHORUS_BENCH_COMPARE_MS'] ?? 3_000);
 const warmupMs = 500;
+/**
+ * Before the first round, each system runs every operation at 16 clients for this long,
+ * unmeasured: Chorus runs on V8, whose optimizing compiler needs some thousands of calls
+ * of a path before it runs it at full speed, so without it the first cells measured a
+ * process seconds old rather than one in service (in two runs, round 1's single-client puts
+ * ran at 57% of round 2's). etcd gets the same warm-up.
+ */
+const warmUpMsPerOperation = Number(process.env['CHORUS_BENCH_COMPARE_WARMUP_MS'] ?? 2_000);
 const rounds = Number(process.env['CHORUS_BENCH_COMPARE_ROUNDS'] ?? 3);
 const perfLoads = (process.env['CHORUS_BENCH_COMPARE_PERF'] ?? 'm,l')
   .split(',')
@@ -73,7 +81,10 @@ interface Running {
 
 // --- clusters -------------------------------------------------------------------------------
 
-/** Waits until every member names the same leader, then writes every key once. */
+/**
+ * Waits until every member names the same leader, writes every key once, then warms the
+ * system up (warmUpMsPerOperation).
+ */
 async function ready(running: Running): Promise<void> {
   const deadline = Date.now() + readyTimeoutMs;
   const members = running.cluster.members.length;
@@ -93,6 +104,15 @@ async function ready(running: Running): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   await running.load.prefill();
+  if (warmUpMsPerOperation <= 0) return;
+  const pids = running.cluster.members.map((m) => m.child.pid);
+  for (const operation of operations) {
+    await runCell(running.load, pids, operation, 16, {
+      warmupMs: 0,
+      windowMs: warmUpMsPerOperation,
+      seed: hashString(`warm-up/${operation}`),
+    });
+  }
 }
 
 /** The leader's id and term as every member reports them, to notice elections during a run. */
@@ -347,7 +367,7 @@ async function runCompare(): Promise<void> {
     if (hasEtcd) systems.push(await start('etcd', root, runnings));
     const leadersBefore = await Promise.all(systems.map(leadership));
     console.log(
-      `  ${rounds} rounds × ${operations.length} operations × ${clientCounts.length} client counts; ${warmupMs} ms warm-up + ${windowMs} ms measured per cell and system`,
+      `  ${rounds} rounds × ${operations.length} operations × ${clientCounts.length} client counts; ${warmupMs} ms warm-up + ${windowMs} ms measured per cell and system, after ${warmUpMsPerOperation} ms of each operation at 16 clients unmeasured`,
     );
     const cells = await measureCells(systems);
     const leadersAfter = await Promise.all(systems.map(leadership));
@@ -442,6 +462,7 @@ function report(outcome: Outcome): void {
       operations,
       rounds,
       warmupMs,
+      warmUpMsPerOperation,
       windowMs,
       keySpace,
       valueBytes,
