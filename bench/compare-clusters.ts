@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { serverNodeFlags } from '../src/server/constants.js';
 
 export type SystemName = 'chorus' | 'etcd';
 
@@ -115,6 +116,7 @@ export async function startChorusCluster(root: string): Promise<BenchCluster> {
   const members = names.map((name, i): BenchMember => {
     const client = `http://127.0.0.1:${clientPorts[i]}`;
     const args = [
+      ...serverNodeFlags,
       chorusBin,
       'server',
       ...['--name', name, '--data-dir', path.join(root, name)],

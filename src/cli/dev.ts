@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { CliContext } from './context.js';
+import { serverNodeFlags } from '../server/constants.js';
 
 /** etcd's Procfile ports go 2379, 22379, 32379: the sixth member is the last that fits. */
 export const devNodesMax = 6;
@@ -83,6 +84,7 @@ export async function runDevCluster(
     const child = spawn(
       process.execPath,
       [
+        ...serverNodeFlags,
         chorusBin(),
         'server',
         '--name',
