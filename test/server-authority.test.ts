@@ -511,15 +511,9 @@ describe('authority rewriting on the client port', () => {
     const front = net.createServer({ pauseOnConnect: true }, (socket) =>
       gateUrlAuthority(
         socket,
-        {
-          direct: (direct) => {
-            routed.push('direct');
-            server.emit('connection', direct);
-          },
-          rewritten: (connection) => {
-            routed.push('rewritten');
-            server.emit('connection', connection);
-          },
+        (connection, path) => {
+          routed.push(path);
+          server.emit('connection', connection);
         },
         300,
       ),

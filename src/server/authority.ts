@@ -389,13 +389,6 @@ export function acceptUrlAuthority(
 /** An empty SETTINGS frame: the server's connection preface, saying nothing. */
 const emptySettings = Buffer.from([0, 0, 0, frameSettings, 0, 0, 0, 0, 0]);
 
-export interface AuthorityGateRoutes {
-  /** The socket with what was read put back, for HTTP/2 to read itself. */
-  direct(socket: net.Socket): void;
-  /** The connection as acceptUrlAuthority gives it. */
-  rewritten(connection: Duplex): void;
-}
-
 /**
  * Sends a gRPC connection (its first bytes the HTTP/2 preface, put back) to HTTP/2 directly
  * if its first request's `:authority` needs no rewrite, else through the rewriter; see the
@@ -404,7 +397,11 @@ export interface AuthorityGateRoutes {
  */
 export function gateUrlAuthority(
   socket: net.Socket,
-  routes: AuthorityGateRoutes,
+  /**
+   * Gets the connection for HTTP/2: 'direct', the socket itself with what was read put back;
+   * 'rewritten', the stream acceptUrlAuthority gives.
+   */
+  route: (connection: Duplex, path: 'direct' | 'rewritten') => void,
   decideMs = authorityGateMs,
 ): void {
   const rewriter = new AuthorityRewriter();
@@ -417,15 +414,15 @@ export function gateUrlAuthority(
     socket.off('error', onError);
     socket.off('close', stop);
   };
-  const settle = (route: 'rewrite' | 'direct'): void => {
+  const settle = (verdict: 'rewrite' | 'direct'): void => {
     stop();
-    if (route === 'rewrite') {
-      routes.rewritten(acceptUrlAuthority(socket, rewriter, received));
+    if (verdict === 'rewrite') {
+      route(acceptUrlAuthority(socket, rewriter, received), 'rewritten');
       return;
     }
     socket.pause();
     socket.unshift(Buffer.concat([...received, ...rewriter.handOff()]));
-    routes.direct(socket);
+    route(socket, 'direct');
   };
   const onData = (chunk: Buffer): void => {
     try {
@@ -436,8 +433,8 @@ export function gateUrlAuthority(
       socket.destroy();
       return;
     }
-    const route = rewriter.verdict();
-    if (route !== undefined) settle(route);
+    const verdict = rewriter.verdict();
+    if (verdict !== undefined) settle(verdict);
   };
   const onError = (): void => {
     stop();

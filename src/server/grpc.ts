@@ -10,6 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { PackageDefinition, ServiceDefinition } from '@grpc/proto-loader';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { gateUrlAuthority } from './authority.js';
 import type { Wire } from './convert.js';
 import {
@@ -64,21 +65,12 @@ export class GrpcFront {
    * the option, go to HTTP/2 directly.
    */
   inject(socket: Socket): void {
-    const { onConnection } = this.options;
-    if (!this.options.acceptUrlAuthority) {
-      onConnection?.('direct');
-      return this.injector.injectConnection(socket);
-    }
-    gateUrlAuthority(socket, {
-      direct: (direct) => {
-        onConnection?.('direct');
-        this.injector.injectConnection(direct);
-      },
-      rewritten: (connection) => {
-        onConnection?.('rewritten');
-        this.injector.injectConnection(connection);
-      },
-    });
+    const route = (connection: Duplex, path: 'direct' | 'rewritten'): void => {
+      this.options.onConnection?.(path);
+      this.injector.injectConnection(connection);
+    };
+    if (this.options.acceptUrlAuthority) gateUrlAuthority(socket, route);
+    else route(socket, 'direct');
   }
 
   /**
