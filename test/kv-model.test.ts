@@ -1443,6 +1443,25 @@ test('a snapshot taken in steps holds the state of its start, whatever is writte
   assert.notDeepEqual(store.hashKv(), before);
 });
 
+test('a snapshot step ends between keys: one leaf of long histories takes several steps', () => {
+  const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+  const store = new MvccStore(); // 8 keys: one leaf
+  const bound = mvccLimits.snapshotRevisionsPerStep;
+  for (let i = 0; i < 8 * bound; i++) {
+    const txn = store.write();
+    txn.put(enc(`k${i % 8}`), enc(`v${i}`), 0);
+    txn.end();
+  }
+  const job = store.snapshotJob(1_000_000);
+  let steps = 1;
+  while (!job.step()) steps++;
+  // Each key has `bound` revisions, so each step holds exactly one key.
+  assert.equal(steps, 8, `8 keys of ${bound} revisions in one leaf took ${steps} steps`);
+  const restored = MvccStore.restore(concatBytes(job.result()));
+  restored.checkInvariants();
+  assert.deepEqual(restored.hashKv(), store.hashKv());
+});
+
 test('a snapshot step is bounded by revisions too: few keys with long histories take many steps', () => {
   const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
   const store = new MvccStore({ nodeEntriesMax: 8 });

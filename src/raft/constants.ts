@@ -28,6 +28,6 @@ export const entryBytesMax = 1536 * 1024;
 export const proposalsPendingMax = 5000;
 /**
  * Bytes of a state machine's snapshot joined into one buffer per turn of the event loop
- * (a copy runs at several GB/s, so a step is a few milliseconds).
+ * (a copy runs at several GB/s, so a step is about a millisecond).
  */
-export const snapshotJoinBytesPerStep = 8 * 1024 * 1024;
+export const snapshotJoinBytesPerStep = 2 * 1024 * 1024;

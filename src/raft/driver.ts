@@ -16,6 +16,7 @@
  */
 import { assert } from '../core/assert.js';
 import { joinInSteps } from '../core/bytes.js';
+import { pauseAfterStepMs } from '../core/constants.js';
 import { ChorusError, FatalError, asChorusError } from '../core/errors.js';
 import type { NodeId, TimerId } from '../core/ids.js';
 import type { Env } from '../env/env.js';
@@ -496,14 +497,16 @@ export class RaftDriver {
     const stepped = ofLog !== undefined ? job : joinedInSteps(job);
     let steps = 0;
     let longestStepMs = 0;
+    let busyMs = 0;
     const pump = (): void => {
       if (this.stopped) return;
       const stepStartedMs = clock.monotonicMs();
       const finished = stepped.step();
       steps++;
       longestStepMs = Math.max(longestStepMs, clock.monotonicMs() - stepStartedMs);
+      busyMs += clock.monotonicMs() - stepStartedMs;
       if (!finished) {
-        this.env.timers.set(0, pump);
+        this.env.timers.set(pauseAfterStepMs(clock.monotonicMs() - stepStartedMs), pump);
         return;
       }
       const pieces = stepped.result();
@@ -511,6 +514,7 @@ export class RaftDriver {
         index,
         steps,
         longestStepMs: Math.round(longestStepMs),
+        busyMs: Math.round(busyMs),
         encodeMs: Math.round(clock.monotonicMs() - startedMs),
       });
       if (ofLog !== undefined) {

@@ -41,6 +41,7 @@ import {
   walDirName,
 } from './constants.js';
 import { concatBytes } from '../core/bytes.js';
+import { pauseAfterStepMs } from '../core/constants.js';
 import {
   encodeCommit,
   encodeEntry,
@@ -54,8 +55,11 @@ import { recover, type RecoveredState, type SegmentInfo } from './recovery.js';
 import { segmentName } from './wal.js';
 
 /** Storage needs only the disk and the logger of an Env. */
-/** Timers, when given, spread the encoding of a periodic snapshot's file over turns. */
-export type StorageEnv = Pick<Env, 'disk' | 'log'> & Partial<Pick<Env, 'timers'>>;
+/**
+ * Timers, when given, spread the encoding of a periodic snapshot's file over turns; with a
+ * clock too, the turns are paced (pauseAfterStepMs) to leave most of the time to requests.
+ */
+export type StorageEnv = Pick<Env, 'disk' | 'log'> & Partial<Pick<Env, 'timers' | 'clock'>>;
 
 export type StorageDone = (error: ChorusError | undefined) => void;
 
@@ -404,13 +408,15 @@ export class RaftStorage {
       return failed(asChorusError(error));
     }
     this.snapshotsOfLogPending++;
-    // Copied and checksummed a slice per turn of the event loop, then written.
+    // Copied and checksummed a slice per turn of the event loop, paced, then written.
     const encode = (): void => {
-      const timers = this.env.timers;
+      const { timers, clock } = this.env;
+      const startedMs = clock?.monotonicMs() ?? 0;
       let finished = job.step();
       while (!finished && timers === undefined) finished = job.step();
       if (!finished) {
-        timers!.set(0, encode);
+        const stepMs = clock === undefined ? 0 : clock.monotonicMs() - startedMs;
+        timers!.set(pauseAfterStepMs(stepMs), encode);
         return;
       }
       this.writeSnapshotFile(job.result(), written);
