@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { crc32c } from '../src/core/crc32c.js';
 import { encodeFrame, FrameDecoder } from '../src/core/frame.js';
 import { seededRandom } from '../src/core/prng.js';
-import { concatBytes, joinInSteps } from '../src/core/bytes.js';
+import { concatBytes, joinInSteps, Pieces } from '../src/core/bytes.js';
 import { decode, encode, msgpackArray, msgpackMapHeader } from '../src/core/codec.js';
 import { BadInputError, ChorusError, describeError } from '../src/core/errors.js';
 import { assert as check, AssertionError } from '../src/core/assert.js';
@@ -128,6 +128,28 @@ test('joinInSteps copies at most the budget per call and joins the pieces in ord
         }
         assert.deepEqual(joined, concatBytes(pieces));
         assert.ok(calls <= Math.max(1, Math.ceil(total / budget)) + 1, `${calls} calls`);
+      },
+    ),
+  );
+});
+
+test('Pieces reads any range as the joined bytes would, a view when it lies in one piece', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.uint8Array({ maxLength: 20 }), { maxLength: 8 }),
+      fc.integer({ min: -5, max: 200 }),
+      fc.integer({ min: -5, max: 200 }),
+      (parts, a, b) => {
+        const joined = concatBytes(parts.length === 0 ? [new Uint8Array(0)] : parts);
+        const pieces = new Pieces(parts);
+        assert.equal(pieces.length, joined.length);
+        const start = Math.max(0, Math.min(a, joined.length));
+        const end = Math.max(start, Math.min(b, joined.length));
+        const got = pieces.subarray(a, b);
+        assert.deepEqual([...got], [...joined.subarray(start, end)]);
+        const owner = parts.find((p) => got.length > 0 && p.buffer === got.buffer);
+        if (owner !== undefined) assert.ok(got.byteOffset >= owner.byteOffset);
+        assert.deepEqual([...pieces.subarray()], [...joined]);
       },
     ),
   );

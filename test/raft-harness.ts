@@ -2,6 +2,7 @@
 // Ready, message and state change in a compact, stable text form, so that transcript files
 // (testdata/raft/*.txt) read like a story of the protocol and fail on any change of behaviour.
 // In the manner of etcd-raft's rafttest interaction tests; written from scratch for Chorus.
+import { joinedBytes } from '../src/core/bytes.js';
 import { AssertionError } from '../src/core/assert.js';
 import { ChorusError } from '../src/core/errors.js';
 import { nodeId, type NodeId } from '../src/core/ids.js';
@@ -436,7 +437,7 @@ export class Cluster {
       snapshot: s.snapshot,
       entries: [...s.entries],
     });
-    node.applied = s.snapshot === undefined ? [] : decodeStateMachine(s.snapshot.data);
+    node.applied = s.snapshot === undefined ? [] : decodeStateMachine(joinedBytes(s.snapshot.data));
     node.lastSoftState = showSoftState(node.rawNode.softState());
     const last = s.entries[s.entries.length - 1]?.index ?? s.snapshot?.metadata.index ?? 0;
     out.push(
@@ -533,7 +534,7 @@ export class Cluster {
     this.printReady(node, rd, out);
     this.persist(node.storage, rd);
     this.send([...rd.messages, ...rd.messagesAfterPersist]);
-    if (rd.snapshot !== undefined) node.applied = decodeStateMachine(rd.snapshot.data);
+    if (rd.snapshot !== undefined) node.applied = decodeStateMachine(joinedBytes(rd.snapshot.data));
     for (const e of rd.committedEntries) {
       if (e.type === 'normal' && e.data.length > 0)
         node.applied.push({ index: e.index, data: textDecoder.decode(e.data) });

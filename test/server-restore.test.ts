@@ -9,6 +9,7 @@
 // key, a delete, a compaction), saved, stopped, restored into three new members on new
 // ports, and started; every member serves the same history at every retained revision, a
 // new write gets the next revision, and the member list is exactly the new members.
+import { joinedBytes } from '../src/core/bytes.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -197,7 +198,7 @@ describe('snapshot restore into a data directory, without servers', () => {
     // The server's state machine, restored from that snapshot as the driver does at start.
     const table = new MemberTable();
     const restored = new KvMachine(new LeaseTable(1));
-    new ClusterMachine(restored, table, () => {}).restore(snapshot.data);
+    new ClusterMachine(restored, table, () => {}).restore(joinedBytes(snapshot.data));
     assert.deepEqual(
       table.list().map((m) => [m.name, m.node, m.peerUrls, m.isLearner, m.id]),
       [
@@ -369,7 +370,7 @@ describe('snapshot restore --bump-revision --mark-compacted, and leftovers of a 
   async function restoredMachine(target: string, name: string): Promise<KvMachine> {
     const { recovered } = await openRestored(target, name);
     const restored = new KvMachine(new LeaseTable(1));
-    new ClusterMachine(restored, new MemberTable(), () => {}).restore(recovered.snapshot!.data);
+    new ClusterMachine(restored, new MemberTable(), () => {}).restore(joinedBytes(recovered.snapshot!.data));
     return restored;
   }
 

@@ -78,3 +78,70 @@ export function joinInSteps(
     return at === length ? joined : undefined;
   };
 }
+
+/**
+ * Bytes held as the pieces they were made in, never joined: a periodic snapshot's data (a
+ * 240 MB buffer allocated in one go made V8 run a full, non-incremental collection of the
+ * whole heap, 0.4–0.6 s on every member at once). Read by ranges, like a Uint8Array.
+ */
+export class Pieces {
+  readonly length: number;
+  /** Offset of each piece's first byte. */
+  private readonly starts: number[] = [];
+
+  constructor(readonly pieces: readonly Uint8Array[]) {
+    let length = 0;
+    for (const piece of pieces) {
+      this.starts.push(length);
+      length += piece.length;
+    }
+    this.length = length;
+  }
+
+  /** Bytes [start, end): a view when they lie in one piece, a copy when they span several. */
+  subarray(start = 0, end = this.length): Uint8Array {
+    start = Math.max(0, Math.min(start, this.length));
+    end = Math.max(start, Math.min(end, this.length));
+    if (start === end) return new Uint8Array(0);
+    let i = this.pieceAt(start);
+    const first = this.pieces[i]!;
+    const from = start - this.starts[i]!;
+    if (end - this.starts[i]! <= first.length) return first.subarray(from, end - this.starts[i]!);
+    const result = new Uint8Array(end - start);
+    let at = 0;
+    for (let offset = from; at < result.length; i++, offset = 0) {
+      const piece = this.pieces[i]!;
+      const take = Math.min(piece.length - offset, result.length - at);
+      result.set(piece.subarray(offset, offset + take), at);
+      at += take;
+    }
+    return result;
+  }
+
+  /** The index of the piece holding byte `offset` (< length): the last start at or below it. */
+  private pieceAt(offset: number): number {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    // Empty pieces share a start with the next one: skip to the one that holds the byte.
+    while (this.pieces[lo]!.length === 0) lo++;
+    return lo;
+  }
+}
+
+/** Bytes in one buffer or in pieces. */
+export type ByteSource = Uint8Array | Pieces;
+
+/** The bytes as one buffer (joined, when in pieces). */
+export function joinedBytes(source: ByteSource): Uint8Array {
+  return source instanceof Pieces ? concatBytes(source.pieces) : source;
+}
+
+/** The bytes as a list of pieces. */
+export function piecesOf(source: ByteSource): readonly Uint8Array[] {
+  return source instanceof Pieces ? source.pieces : [source];
+}

@@ -15,7 +15,7 @@
  * error stops the process (FatalError): durable state can no longer be trusted.
  */
 import { assert } from '../core/assert.js';
-import { joinInSteps } from '../core/bytes.js';
+import { joinInSteps, joinedBytes } from '../core/bytes.js';
 import { pauseAfterStepMs } from '../core/constants.js';
 import { ChorusError, FatalError, asChorusError } from '../core/errors.js';
 import type { NodeId, TimerId } from '../core/ids.js';
@@ -140,7 +140,7 @@ export class RaftDriver {
     private readonly options: DriverOptions,
   ) {
     const { recovered } = options;
-    if (recovered.snapshot !== undefined) options.stateMachine.restore(recovered.snapshot.data);
+    if (recovered.snapshot !== undefined) options.stateMachine.restore(joinedBytes(recovered.snapshot.data));
     this.applied = recovered.snapshot?.metadata.index ?? 0;
     this.lastSnapshotIndex = this.applied;
     this.persistedHardState = { ...recovered.hardState };
@@ -332,7 +332,7 @@ export class RaftDriver {
       if (this.stopped) return;
       this.sendAll(rd.messagesAfterPersist);
       if (rd.snapshot !== undefined) {
-        this.options.stateMachine.restore(rd.snapshot.data);
+        this.options.stateMachine.restore(joinedBytes(rd.snapshot.data));
         this.applied = rd.snapshot.metadata.index;
         this.lastSnapshotIndex = this.applied;
       }

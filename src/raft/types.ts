@@ -3,6 +3,7 @@
  * are plain safe integers at rest; the core brands them where mixing would be a bug.
  */
 import type { NodeId } from '../core/ids.js';
+import type { ByteSource } from '../core/bytes.js';
 
 export type EntryType = 'normal' | 'conf-change';
 
@@ -42,8 +43,11 @@ export interface SnapshotMetadata {
 
 export interface Snapshot {
   metadata: SnapshotMetadata;
-  /** The state machine's bytes at `metadata.index`. */
-  data: Uint8Array;
+  /**
+   * The state machine's bytes at `metadata.index`: one buffer, or (a periodic snapshot of
+   * this node's own) the pieces its file was written from.
+   */
+  data: ByteSource;
 }
 
 export const emptyHardState: HardState = { term: 0, vote: '', commit: 0 };

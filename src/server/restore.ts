@@ -43,7 +43,7 @@
 import * as fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { assert } from '../core/assert.js';
-import { concatBytes } from '../core/bytes.js';
+import { concatBytes, joinedBytes } from '../core/bytes.js';
 import { BadInputError } from '../core/errors.js';
 import type { Logger } from '../env/env.js';
 import { NodeDisk } from '../env/node/index.js';
@@ -407,7 +407,7 @@ function checkReadBack(plan: RestorePlan, recovered: Recovered): Error | undefin
     snapshot.metadata.term === plan.snapshot.metadata.term &&
     JSON.stringify(snapshot.metadata.confState) ===
       JSON.stringify(plan.snapshot.metadata.confState) &&
-    Buffer.compare(Buffer.from(snapshot.data), Buffer.from(plan.snapshot.data)) === 0 &&
+    Buffer.compare(joinedBytes(snapshot.data), joinedBytes(plan.snapshot.data)) === 0 &&
     recovered.entries.length === 0 &&
     recovered.hardState.term === plan.hardState.term &&
     recovered.hardState.vote === plan.hardState.vote &&

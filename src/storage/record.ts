@@ -7,7 +7,7 @@
  * length, the checksum and then the shape; a record whose checksum matches but whose shape
  * does not was written that way (a bug or a newer format), so it is corruption, not a tear.
  */
-import { copierInSteps, readU32, writeU32 } from '../core/bytes.js';
+import { concatBytes, Pieces, piecesOf, readU32, writeU32 } from '../core/bytes.js';
 import { crc32c } from '../core/crc32c.js';
 import { decode, encode, msgpackBinHeader, piecesLength } from '../core/codec.js';
 import { BadInputError } from '../core/errors.js';
@@ -83,27 +83,27 @@ export const encodeHardStateFile = (hardState: HardState): Uint8Array =>
 
 /** The snapshot file in one pass (snapshotFileJob with no step limit). */
 export function encodeSnapshotFile(snapshot: Snapshot, sizeBytesMax: number): Uint8Array {
-  const job = snapshotFileJob(snapshot.metadata, [snapshot.data], sizeBytesMax, Infinity);
+  const job = snapshotFileJob(snapshot.metadata, piecesOf(snapshot.data), sizeBytesMax, Infinity);
   while (!job.step());
-  return job.result();
+  return concatBytes(job.result());
 }
 
 /**
- * The snapshot file, a record of `[formatVersion, index, term, confState, data]`, built in
- * steps of at most `bytesPerStep` of the snapshot's data (copied in and checksummed as it
- * goes), so a snapshot of hundreds of megabytes does not hold the event loop for a second.
- * The data comes as pieces (a state machine's SnapshotJob.result): this is where they are
- * joined, and `data()` is the joined data, a view into the file. The payload is msgpack's
+ * The snapshot file, a record of `[formatVersion, index, term, confState, data]`, as pieces
+ * whose concatenation is the file: a head (the record's header and the small fields) and
+ * the snapshot's data pieces themselves, never copied or joined (one allocation of the
+ * whole snapshot made V8 stop the process for a full collection). The checksum runs over the
+ * data in steps of at most `bytesPerStep`, so a snapshot of hundreds of megabytes does not
+ * hold the event loop; the head gets it once every step is done. The payload is msgpack's
  * encoding of that array written by hand, the bytes encodeRecord would write: the array
- * header, the small fields, then the data as one bin whose header is written before its bytes
- * are copied.
+ * header, the small fields, then the data as one bin.
  */
 export function snapshotFileJob(
   metadata: SnapshotMetadata,
   data: readonly Uint8Array[],
   sizeBytesMax: number,
   bytesPerStep: number,
-): { step(): boolean; result(): Uint8Array; data(): Uint8Array } {
+): { step(): boolean; result(): Uint8Array[]; data(): Pieces } {
   const dataLength = piecesLength(data);
   const { index, term, confState } = metadata;
   const fields = [0x95, formatVersion, index, term, confState].map((v, i) =>
@@ -114,29 +114,37 @@ export function snapshotFileJob(
   const payloadLength = headBytes + dataLength;
   if (payloadLength > sizeBytesMax)
     throw new BadInputError(`record of ${payloadLength} bytes exceeds ${sizeBytesMax}`);
-  const record = new Uint8Array(recordHeaderBytes + payloadLength);
-  writeU32(record, 0, payloadLength);
-  record[8] = RecordType.snapshot;
+  const head = new Uint8Array(recordHeaderBytes + headBytes);
+  writeU32(head, 0, payloadLength);
+  head[8] = RecordType.snapshot;
   let offset = recordHeaderBytes;
   for (const f of fields) {
-    record.set(f, offset);
+    head.set(f, offset);
     offset += f.length;
   }
-  const dataAt = offset;
-  const copy = copierInSteps(data, record, dataAt);
-  let crc = crc32c(record, 8, dataAt);
-  let copied = 0;
+  let crc = crc32c(head, 8, head.length);
+  let piece = 0;
+  let within = 0; // offset in data[piece]
   return {
     step: () => {
-      const now = copy(bytesPerStep);
-      crc = crc32c(record, dataAt + copied, dataAt + copied + now, crc);
-      copied += now;
-      if (copied < dataLength) return false;
-      writeU32(record, 4, crc);
+      let budget = bytesPerStep;
+      while (budget > 0 && piece < data.length) {
+        const source = data[piece]!;
+        const take = Math.min(budget, source.length - within);
+        crc = crc32c(source, within, within + take, crc);
+        within += take;
+        budget -= take;
+        if (within === source.length) {
+          piece++;
+          within = 0;
+        }
+      }
+      if (piece < data.length) return false;
+      writeU32(head, 4, crc);
       return true;
     },
-    result: () => record,
-    data: () => record.subarray(dataAt),
+    result: () => [head, ...data],
+    data: () => new Pieces(data),
   };
 }
 

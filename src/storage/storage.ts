@@ -41,6 +41,7 @@ import {
   walDirName,
 } from './constants.js';
 import { concatBytes } from '../core/bytes.js';
+import { piecesLength } from '../core/codec.js';
 import { pauseAfterStepMs } from '../core/constants.js';
 import {
   encodeCommit,
@@ -134,7 +135,7 @@ type Op =
   | {
       kind: 'snapshot';
       /** The file to write first; undefined when it is already durable (saveSnapshotOfLog). */
-      file: Uint8Array | undefined;
+      file: readonly Uint8Array[] | undefined;
       marker: Uint8Array;
       index: number;
       done: StorageDone;
@@ -143,6 +144,33 @@ type Op =
   | { kind: 'close'; done: StorageDone };
 
 type Step = (next: Done) => void;
+
+/**
+ * Writes pieces one after another from the file's start: a large piece in a write of its
+ * own, runs of small ones (a few bytes of msgpack framing each) gathered up to 64 KiB.
+ * Gathering them all would allocate as much again as the pieces hold (a snapshot's file is
+ * hundreds of MB).
+ */
+function writePieces(file: DiskFile, pieces: readonly Uint8Array[], done: Done): void {
+  const gatherBytesMax = 64 * 1024;
+  let next = 0;
+  let offset = 0;
+  const writeNext = (): void => {
+    if (next >= pieces.length) return done(undefined);
+    const group: Uint8Array[] = [pieces[next++]!];
+    let bytes = group[0]!.length;
+    while (next < pieces.length && bytes + pieces[next]!.length <= gatherBytesMax) {
+      bytes += pieces[next]!.length;
+      group.push(pieces[next++]!);
+    }
+    file.write(offset, concatBytes(group), (error) => {
+      if (error !== undefined) return done(error);
+      offset += bytes;
+      writeNext();
+    });
+  };
+  writeNext();
+}
 
 /** Runs steps one after another; the first error ends the chain. */
 function series(steps: readonly (Step | undefined)[], done: Done): void {
@@ -189,7 +217,7 @@ export class RaftStorage {
    * Snapshot files waiting to be written, one at a time. Both kinds of snapshot write their
    * file through here, so two never share the temporary file.
    */
-  private readonly snapshotFiles: { file: Uint8Array; done: Done }[] = [];
+  private readonly snapshotFiles: { file: readonly Uint8Array[]; done: Done }[] = [];
   private snapshotFileBusy = false;
   /** saveSnapshotOfLog calls whose marker is not queued yet (encoding or writing the file). */
   private snapshotsOfLogPending = 0;
@@ -353,9 +381,9 @@ export class RaftStorage {
         ),
       );
     }
-    let file: Uint8Array;
+    let file: Uint8Array[];
     try {
-      file = encodeSnapshotFile(snapshot, snapshotSizeBytesMax);
+      file = [encodeSnapshotFile(snapshot, snapshotSizeBytesMax)];
     } catch (error) {
       return done(asChorusError(error));
     }
@@ -382,8 +410,8 @@ export class RaftStorage {
    * queue and the snapshot becomes the current one (compact may then reach it). A crash
    * before that leaves either no new file or a durable file without its marker, which open
    * repairs; the log still holds every entry either way, since nothing was compacted.
-   * The data comes in pieces (the state machine's layers, unjoined) and is joined once, into
-   * the file: `done` gets the snapshot with its data a view of the file's bytes.
+   * The data comes in pieces (the state machine's layers, unjoined) and is never joined: the
+   * file is written piece by piece, and `done` gets the snapshot with those pieces as data.
    */
   saveSnapshotOfLog(
     metadata: SnapshotMetadata,
@@ -467,7 +495,7 @@ export class RaftStorage {
     if (idle) for (const run of this.afterSnapshotFiles.splice(0)) run();
   }
 
-  private writeSnapshotFile(file: Uint8Array, done: Done): void {
+  private writeSnapshotFile(file: readonly Uint8Array[], done: Done): void {
     this.snapshotFiles.push({ file, done });
     this.pumpSnapshotFiles();
   }
@@ -760,19 +788,21 @@ export class RaftStorage {
   }
 
   /** temporary file, fsync, rename over `name`, fsync the directory: old or new, never a mix. */
-  private writeAtomic(name: string, bytes: Uint8Array, done: Done): void {
+  /** Writes `bytes` (one buffer, or pieces in order) as the file `name`, atomically. */
+  private writeAtomic(name: string, bytes: Uint8Array | readonly Uint8Array[], done: Done): void {
     const { disk } = this.env;
     const target = `${this.dir}/${name}`;
     const tmp = `${target}${tmpSuffix}`;
+    const pieces = bytes instanceof Uint8Array ? [bytes] : bytes;
     disk.open(tmp, (error, file) => {
       if (error !== undefined || file === undefined) return done(error);
       series(
         [
           (step) => file.truncate(0, step),
-          (step) => file.write(0, bytes, step),
+          (step) => writePieces(file, pieces, step),
           (step) => {
             this.counters.fsyncs++;
-            this.counters.bytesWritten += bytes.length;
+            this.counters.bytesWritten += piecesLength(pieces);
             this.counters.records++;
             file.sync(step);
           },
