@@ -370,7 +370,9 @@ describe('snapshot restore --bump-revision --mark-compacted, and leftovers of a 
   async function restoredMachine(target: string, name: string): Promise<KvMachine> {
     const { recovered } = await openRestored(target, name);
     const restored = new KvMachine(new LeaseTable(1));
-    new ClusterMachine(restored, new MemberTable(), () => {}).restore(joinedBytes(recovered.snapshot!.data));
+    new ClusterMachine(restored, new MemberTable(), () => {}).restore(
+      joinedBytes(recovered.snapshot!.data),
+    );
     return restored;
   }
 

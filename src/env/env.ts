@@ -41,6 +41,11 @@ export interface Network {
   peers(): readonly NodeId[];
   /** Stops sending and receiving; queued messages are dropped. */
   close(): void;
+  /**
+   * Optional: hands what `send` queued so far to the network now rather than once the
+   * current callback returns (a leader's appends, before it does its own fsync's work).
+   */
+  flush?(): void;
 }
 
 export type Done = (error: DiskError | undefined) => void;

@@ -140,7 +140,8 @@ export class RaftDriver {
     private readonly options: DriverOptions,
   ) {
     const { recovered } = options;
-    if (recovered.snapshot !== undefined) options.stateMachine.restore(joinedBytes(recovered.snapshot.data));
+    if (recovered.snapshot !== undefined)
+      options.stateMachine.restore(joinedBytes(recovered.snapshot.data));
     this.applied = recovered.snapshot?.metadata.index ?? 0;
     this.lastSnapshotIndex = this.applied;
     this.persistedHardState = { ...recovered.hardState };
@@ -328,6 +329,10 @@ export class RaftDriver {
     const rd = this.node.ready();
     const { now, later } = this.splitCommitNotices(rd);
     this.sendAll(now);
+    // The appends go out before this node's own save, whose synchronous part (encoding and
+    // checksumming the records) would otherwise come first: the followers' fsyncs, not this
+    // one, are on the write's critical path.
+    if (now.length > 0) this.env.net.flush?.();
     this.persist(rd, () => {
       if (this.stopped) return;
       this.sendAll(rd.messagesAfterPersist);

@@ -487,6 +487,13 @@ class OutboundPeer {
     });
   }
 
+  /** What is queued goes out now (Network.flush); the scheduled flush then finds nothing. */
+  flushNow(): void {
+    if (!this.flushScheduled) return;
+    this.flushScheduled = false;
+    this.flush();
+  }
+
   private flush(): void {
     const socket = this.socket;
     if (this.state !== 'open' || socket === undefined || this.awaitingDrain) return;
@@ -864,6 +871,10 @@ export class TcpNetwork implements Network {
 
   onMessage(handler: (from: NodeId, payload: Uint8Array) => void): void {
     this.handler = handler;
+  }
+
+  flush(): void {
+    for (const peer of this.outbound.values()) peer.flushNow();
   }
 
   /** Messages and bytes waiting for `to` (senders use it to pace themselves). */
