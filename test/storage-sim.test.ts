@@ -633,8 +633,9 @@ function saveOfLog(storage: RaftStorage, snapshot: Snapshot, done: StorageDone):
   const pieces = [snapshot.data.subarray(0, half), snapshot.data.subarray(half)];
   storage.saveSnapshotOfLog(snapshot.metadata, pieces, (error, saved) => {
     if (error === undefined) {
-      assert.deepEqual(saved?.metadata, snapshot.metadata);
-      assert.deepEqual(joinedBytes(saved!.data), joinedBytes(snapshot.data), 'done gets the data');
+      assert.ok(saved !== undefined, 'done gets the snapshot');
+      assert.deepEqual(saved.metadata, snapshot.metadata);
+      assert.deepEqual(joinedBytes(saved.data), joinedBytes(snapshot.data), 'done gets the data');
     }
     done(error);
   });
