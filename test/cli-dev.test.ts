@@ -35,9 +35,8 @@ function inNamespace(args: string[]): Running {
   const child = spawn(
     'unshare',
     ['-n', '--', 'bash', '-c', `ip link set lo up && exec ${quoted}`],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
+    // Its own process group, which the members join: a failed check kills them all.
+    { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
@@ -126,7 +125,12 @@ async function checkLocalCluster(args: string[], ports: number[]): Promise<void>
     for (let i = 1; i <= ports.length; i++)
       assert.ok(fs.existsSync(join(dataDir, `infra${i}.log`)), `infra${i}.log`);
   } finally {
-    if (running.child.exitCode === null) running.child.kill('SIGKILL');
+    // A failed check leaves the launcher and its members running: the whole group goes.
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
 }
