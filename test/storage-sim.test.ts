@@ -18,7 +18,7 @@ import {
   RecordType,
   snapshotFileJob,
 } from '../src/storage/record.js';
-import { StorageCorruptError, type RaftStorage, type StorageDone } from '../src/storage/index.js';
+import { RaftStorage, StorageCorruptError, type StorageDone } from '../src/storage/index.js';
 import {
   Incarnation,
   diskState,
@@ -774,3 +774,36 @@ const emptyConf = {
   learnersNext: [],
   autoLeave: false,
 };
+
+test('saveSnapshotOfLog paces its steps with a clock: a step of d ms is followed by a pause of 3d', () => {
+  const life = new Incarnation(diskState());
+  // A clock that advances 4 ms at every reading, and timers that record the delays asked.
+  let now = 0;
+  const delays: number[] = [];
+  const env = {
+    ...life.env,
+    clock: { monotonicMs: () => (now += 4), wallMs: () => now },
+    timers: {
+      set: (delayMs: number, fn: () => void) => {
+        delays.push(delayMs);
+        return life.env.timers.set(delayMs, fn);
+      },
+      cancel: (id: Parameters<typeof life.env.timers.cancel>[0]) => life.env.timers.cancel(id),
+    },
+  };
+  let storage: RaftStorage | undefined;
+  RaftStorage.open(env, 'raft', (error, opened) => {
+    assert.equal(error, undefined);
+    storage = opened;
+  });
+  life.run();
+  save(life, storage!, { hardState: hardState(1, 'a', 8), entries: entries(1, 8, 1) });
+  delays.length = 0;
+  // 2 MiB of data: four steps of 512 KiB, so three pauses before the write.
+  const big = { ...snapshotAt(8, 1), data: new Uint8Array(2 * 1024 * 1024).fill(5) };
+  assert.equal(
+    settle(life, (done) => saveOfLog(storage!, big, done)),
+    undefined,
+  );
+  assert.deepEqual(delays, [12, 12, 12]);
+});
