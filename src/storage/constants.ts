@@ -15,8 +15,8 @@ export const entryDataBytesMax = recordPayloadBytesMax - 64;
 /** Largest encoded snapshot file (metadata and state machine bytes). */
 export const snapshotSizeBytesMax = 1024 * 1024 * 1024;
 /**
- * A periodic snapshot's file is copied and checksummed this much per turn of the event loop
- * (CRC32C in JavaScript runs at about 300 MB/s here: 2 ms a step).
+ * A periodic snapshot's file is checksummed this much per turn of the event loop (CRC32C in
+ * JavaScript runs at about 300 MB/s here: under 2 ms a step).
  */
 export const snapshotFileBytesPerStep = 512 * 1024;
 
