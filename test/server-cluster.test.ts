@@ -18,6 +18,7 @@ import {
   freePorts,
   health,
   serverArgs,
+  exitWithin,
   sleep,
   spawnChorus,
   startCluster,
@@ -738,10 +739,6 @@ describe('membership of a 3-process Chorus cluster', { timeout: 90_000 }, () => 
     return { name, clientPort, peerPort, dataDir, ...started };
   }
 
-  async function exitWithin(m: Member, ms: number): Promise<unknown> {
-    return Promise.race([m.exited, sleep(ms).then(() => 'still running')]);
-  }
-
   test("a removed member's peer URL added again: a new id, and a fresh process joins and serves", async () => {
     await post(port, '/v3/kv/put', { key: b64('before-join'), value: b64('v') });
     const [peerPort] = (await freePorts(1)) as [number];
@@ -859,10 +856,7 @@ describe('membership of a 3-process Chorus cluster', { timeout: 90_000 }, () => 
     const wrongDir = join(cluster.root, 'solo-wrong');
     const wrong = spawnChorus(args(wrongDir, `solo=${otherUrl}`), env);
     try {
-      assert.deepEqual(
-        await Promise.race([wrong.exited, sleep(15_000).then(() => 'still running')]),
-        { code: 2, signal: null },
-      );
+      assert.deepEqual(await exitWithin(wrong, 15_000), { code: 2, signal: null });
     } finally {
       wrong.child.kill('SIGKILL');
     }
@@ -953,10 +947,7 @@ describe('membership of a 3-process Chorus cluster', { timeout: 90_000 }, () => 
       '1500',
     ]);
     try {
-      assert.deepEqual(
-        await Promise.race([alone.exited, sleep(15_000).then(() => 'still running')]),
-        { code: 1, signal: null },
-      );
+      assert.deepEqual(await exitWithin(alone, 15_000), { code: 1, signal: null });
     } finally {
       alone.child.kill('SIGKILL');
     }

@@ -168,6 +168,11 @@ export async function waitForLeader(cluster: Cluster, timeoutMs: number): Promis
   throw new Error(`no leader within ${timeoutMs} ms: ${JSON.stringify(last)}\n${logs.join('\n')}`);
 }
 
+/** How a process ended, or 'still running' once `ms` have passed. */
+export function exitWithin(m: Pick<Member, 'exited'>, ms: number): Promise<unknown> {
+  return Promise.race([m.exited, sleep(ms).then(() => 'still running')]);
+}
+
 /** SIGTERM to every member still running; resolves with each exit. Kills what hangs. */
 export async function stopCluster(
   cluster: Cluster,

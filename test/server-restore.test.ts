@@ -138,6 +138,15 @@ function stateAt(machine: KvMachine, revision: number): string[] {
     .kvs.map((kv) => `${utf8(kv.key)}=${utf8(kv.value)}@${kv.modRevision}`);
 }
 
+/** A new temporary directory holding `backup.snap`, a snapshot file of writtenMachine(). */
+function backupIn(prefix: string): { dir: string; file: string; machine: KvMachine } {
+  const dir = fs.mkdtempSync(join(tmpdir(), prefix));
+  const machine = writtenMachine();
+  const file = join(dir, 'backup.snap');
+  fs.writeFileSync(file, encodeSnapshotFile(metaOf(machine), machine.snapshot()));
+  return { dir, file, machine };
+}
+
 /** Nothing but `names` in `dir`: a refused restore left no staging directory behind. */
 function assertOnly(dir: string, names: string[], why: string): void {
   assert.deepEqual(fs.readdirSync(dir).sort(), [...names].sort(), why);
@@ -148,12 +157,7 @@ describe('snapshot restore into a data directory, without servers', () => {
   let file: string;
   let machine: KvMachine;
 
-  before(() => {
-    dir = fs.mkdtempSync(join(tmpdir(), 'chorus-restore-unit-'));
-    machine = writtenMachine();
-    file = join(dir, 'backup.snap');
-    fs.writeFileSync(file, encodeSnapshotFile(metaOf(machine), machine.snapshot()));
-  });
+  before(() => ({ dir, file, machine } = backupIn('chorus-restore-unit-')));
 
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -357,12 +361,7 @@ describe('snapshot restore --bump-revision --mark-compacted, and leftovers of a 
   let file: string;
   let machine: KvMachine;
 
-  before(() => {
-    dir = fs.mkdtempSync(join(tmpdir(), 'chorus-restore-bump-'));
-    machine = writtenMachine();
-    file = join(dir, 'backup.snap');
-    fs.writeFileSync(file, encodeSnapshotFile(metaOf(machine), machine.snapshot()));
-  });
+  before(() => ({ dir, file, machine } = backupIn('chorus-restore-bump-')));
 
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
