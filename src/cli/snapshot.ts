@@ -25,7 +25,7 @@ import { ClientInputError, EtcdClientError, fromGrpcError } from '../client/erro
 import type { SnapshotResponse } from '../client/types.js';
 import { isNodeId } from '../core/ids.js';
 import { nodeLogger } from '../env/node/index.js';
-import { ConfigError, parseInitialCluster } from '../server/config.js';
+import { ConfigError, nonNegativeInteger, parseInitialCluster } from '../server/config.js';
 import { hexId } from '../server/ids.js';
 import { restoreSnapshot, type RestoreRequest, type RestoreResult } from '../server/restore.js';
 import { describeSnapshot, snapshotTrailerBytes } from '../server/snapshot-file.js';
@@ -184,9 +184,7 @@ function restoreRequest(file: string, flags: RestoreFlags): RestoreRequest {
     ?.split(',')
     .map((u) => u.trim())
     .filter((u) => u !== '');
-  const bump = flags.bumpRevision ?? '0';
-  if (!/^\d+$/.test(bump.trim()) || !Number.isSafeInteger(Number(bump)))
-    throw new ConfigError(`--bump-revision must be a whole number, not ${JSON.stringify(bump)}`);
+  const bump = nonNegativeInteger(flags.bumpRevision ?? '0', 'bump-revision');
   return {
     file: fs.readFileSync(file),
     dataDir,
@@ -195,7 +193,7 @@ function restoreRequest(file: string, flags: RestoreFlags): RestoreRequest {
     clusterToken: flags.initialClusterToken,
     ...(advertised === undefined ? {} : { advertisePeerUrls: advertised }),
     skipHashCheck: flags.skipHashCheck,
-    bumpRevision: Number(bump),
+    bumpRevision: bump,
     markCompacted: flags.markCompacted,
   };
 }

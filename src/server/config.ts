@@ -317,7 +317,8 @@ function boolean(text: string, flag: string): boolean {
   throw new ConfigError(`--${flag} must be true or false, not ${JSON.stringify(text)}`);
 }
 
-function nonNegativeInteger(text: string, flag: string): number {
+/** A whole number of a flag's text, or a ConfigError naming the flag. */
+export function nonNegativeInteger(text: string, flag: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n))
     throw new ConfigError(`--${flag} must be a whole number, not ${JSON.stringify(text)}`);
