@@ -5,9 +5,20 @@
 // before acknowledging) is caught — proof that the campaign can fail.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { encode } from '../src/core/codec.js';
+import type { ChorusError } from '../src/core/errors.js';
+import { seededRandom } from '../src/core/prng.js';
+import { Cluster } from '../src/sim/cluster.js';
+import { quietNetwork } from '../src/sim/network.js';
 import { runSimulation, type RunResult } from '../src/sim/run.js';
 import { faultKinds } from '../src/sim/nemesis.js';
-import { registerWorkload, type RegisterOptions } from '../src/workload/register.js';
+import { World } from '../src/sim/world.js';
+import {
+  RegisterNode,
+  registerDefaults,
+  registerWorkload,
+  type RegisterOptions,
+} from '../src/workload/register.js';
 
 const safetyMs = 10_000;
 
@@ -60,4 +71,42 @@ test('a planted bug (acknowledge before fsync) is caught within 30 seeds', () =>
     caught !== undefined,
     'skip-fsync survived 30 seeds: the campaign cannot see lost acknowledged writes',
   );
+});
+
+test('a follower answers its forwarded proposal from its own apply, not from the leader', () => {
+  // Three nodes, no latency tail (links stay in order). The follower forwards a write; once
+  // the entry reaches it, its links to the leader are cut: the leader commits with the other
+  // follower and applies, but neither its commit index nor any reply reaches the proposer.
+  // After the heal the proposer applies the entry itself and answers from that. When the
+  // leader sent back results instead, this one was lost and the write timed out.
+  const world = new World(seededRandom(5));
+  const cluster = new Cluster<RegisterNode>(world, seededRandom(6), 3, {
+    create: (env) =>
+      new RegisterNode(env, registerDefaults, [env.net.self, ...env.net.peers()].sort(), () => {}),
+  });
+  cluster.network.faults = { ...quietNetwork, latencyMsTailMean: 0 };
+  cluster.bootAll();
+  const driverOf = (i: number) => cluster.node(i).app?.driver;
+  const leaderIndex = (): number =>
+    [0, 1, 2].find((i) => driverOf(i)?.node.raft.role === 'leader') ?? -1;
+  world.runWhile(() => leaderIndex() < 0, 20_000);
+  const leader = leaderIndex();
+  assert.ok(leader >= 0, 'a leader within 20 s');
+  world.runUntil(world.now + 500);
+  const proposer = (leader + 1) % 3;
+  const driver = driverOf(proposer)!;
+  const target = driver.node.raft.log.lastIndex() + 1;
+  let outcome: { error: ChorusError | undefined; result: unknown } | undefined;
+  driver.propose(encode(['w', 'k', 7]), (error, result) => (outcome = { error, result }));
+  world.runWhile(() => driver.node.raft.log.lastIndex() < target, world.now + 1_000);
+  assert.equal(driver.node.raft.log.lastIndex(), target, 'the entry reached the proposer');
+  cluster.network.cut(leader, proposer);
+  cluster.network.cut(proposer, leader);
+  world.runUntil(world.now + 300);
+  assert.ok((driverOf(leader)?.appliedIndex ?? 0) >= target, 'the leader applied the entry');
+  assert.equal(outcome, undefined, 'no answer while the proposer cannot learn the commit');
+  cluster.network.heal();
+  world.runWhile(() => outcome === undefined, world.now + 10_000);
+  assert.deepEqual(outcome, { error: undefined, result: null });
+  assert.equal(cluster.node(proposer).app?.sm.values.get('k'), 7);
 });

@@ -3,16 +3,23 @@
  * over Env.net) and a state machine. It runs the Ready loop:
  *
  *   ready → send `messages` at once (a leader's appends go out while its own fsync runs;
- *           appends that only carry a new commit index wait until after applying)
+ *           its new commit index too: forwarding followers answer from their own apply)
  *         → persist snapshot, hard state and entries (one group-committed save)
  *         → send `messagesAfterPersist` → restore/apply → serve reads → advance
  *
  * The leader's own entries count toward commitment only after this node's fsync (advance
  * reports them persisted). Proposals on the leader are gathered until the loop's next turn
  * (while an fsync runs, that is after it) and appended together, so each follower gets one
- * append per turn rather than one per proposal. Proposals on a follower are forwarded to
- * the leader. Any storage
- * error stops the process (FatalError): durable state can no longer be trusted.
+ * append per turn rather than one per proposal.
+ *
+ * A proposal on a follower is forwarded to the leader, which answers at once with where it
+ * appended it (index and term), in the same write as the append that carries the entry. The
+ * follower then waits for its own apply of that index, as the leader does for its own
+ * proposals: the entry found there in that term is the proposal (Log Matching), and its
+ * result is this node's state machine's, the same as the leader's. So the leader never sends
+ * results back, and a proposal that commits is answered even if the leader dies right
+ * after (etcd's followers, too, learn their proposals' fate from their own apply). Any
+ * storage error stops the process (FatalError): durable state can no longer be trusted.
  */
 import { assert } from '../core/assert.js';
 import { joinInSteps, joinedBytes } from '../core/bytes.js';
@@ -100,10 +107,13 @@ interface PendingProposal {
   done: ApplyDone;
 }
 
-/** A proposal made on the leader, waiting for the next turn of the loop to be appended. */
+/** Where the leader appended a proposal: its index and term, or why it did not. */
+type Placed = (error: ChorusError | undefined, index?: number, term?: number) => void;
+
+/** A proposal made on or forwarded to the leader, waiting for the loop's next turn. */
 interface QueuedProposal {
   data: Uint8Array;
-  done: ApplyDone;
+  placed: Placed;
   /** Set by proposeInTerm: appended only while this node leads that term. */
   term?: number;
 }
@@ -154,7 +164,9 @@ export class RaftDriver {
     this.rpc.handle(proposeMethod, (_from, body, respond) => {
       if (!(body instanceof Uint8Array))
         return respond(new ChorusError('bad-input', 'proposal must be bytes'));
-      this.propose(body, (error, result) => respond(error, result));
+      this.place(body, (error, index, term) =>
+        error !== undefined ? respond(error) : respond(undefined, [index, term]),
+      );
     });
     this.rpc.handle(readMethod, (_from, _body, respond) =>
       this.read((error) => respond(error, null)),
@@ -180,32 +192,65 @@ export class RaftDriver {
   // --- client operations ---------------------------------------------------------------------
 
   /**
-   * Replicates `data`; `done` gets the state machine's result once applied (here or via the
-   * leader). Without a known leader (an election in progress) it waits for one, up to the
+   * Replicates `data`; `done` gets this node's state machine's result once it applies the
+   * entry. Without a known leader (an election in progress) it waits for one, up to the
    * forwarding deadline, before answering 'no-leader' — as etcd does.
    */
-  propose(data: Uint8Array, done: ApplyDone, waitUntilMs?: number): void {
+  propose(data: Uint8Array, done: ApplyDone): void {
+    if (this.proposals.size + this.queued.length >= proposalsPendingMax)
+      return done(queueFull(), undefined);
+    this.place(data, (error, index, term) => {
+      if (error !== undefined) return done(error, undefined);
+      this.awaitApply(index!, term!, done);
+    });
+  }
+
+  /**
+   * Has the leader append `data`: this node if it leads (on the loop's next turn), else the
+   * leader it knows, or the one elected within the forwarding deadline. `placed` learns the
+   * entry's index and term; a deposed leader passes a forwarded proposal on.
+   */
+  private place(data: Uint8Array, placed: Placed, waitUntilMs?: number): void {
     const raft = this.node.raft;
-    if (raft.role !== 'leader') {
-      if (raft.lead === '' || raft.lead === this.id) {
-        return this.awaitLeader(
-          waitUntilMs,
-          (until) => this.propose(data, done, until),
-          () => done(new ChorusError('no-leader', 'no leader'), undefined),
-        );
-      }
-      this.rpc.call(
-        raft.lead,
-        proposeMethod,
-        data,
-        (error, body) => done(unwrapRemote(error), body),
-        {
-          deadlineMs: this.options.forwardDeadlineMs,
-        },
+    if (raft.role === 'leader') return this.enqueue({ data, placed });
+    if (raft.lead === '' || raft.lead === this.id) {
+      return this.awaitLeader(
+        waitUntilMs,
+        (until) => this.place(data, placed, until),
+        () => placed(new ChorusError('no-leader', 'no leader')),
       );
-      return;
     }
-    this.enqueue({ data, done });
+    this.rpc.call(
+      raft.lead,
+      proposeMethod,
+      data,
+      (error, body) => {
+        if (error !== undefined) return placed(unwrapRemote(error));
+        if (!isPlacement(body))
+          return placed(new ChorusError('bad-input', 'malformed answer to a forwarded proposal'));
+        placed(undefined, body[0], body[1]);
+      },
+      { deadlineMs: this.options.forwardDeadlineMs },
+    );
+  }
+
+  /**
+   * `done` gets the result of applying the entry at `index` if it is the one appended in
+   * `term`; another term's entry there means the proposal was dropped. An index already
+   * applied (the entry reached this node another way before the leader's answer) leaves the
+   * outcome unknown.
+   */
+  private awaitApply(index: number, term: number, done: ApplyDone): void {
+    if (index <= this.applied) {
+      return done(
+        new ChorusError('timeout', `entry ${index} applied before its placement was known`),
+        undefined,
+      );
+    }
+    const earlier = this.proposals.get(index);
+    // An index holds one entry per term; the proposal of an older term there cannot commit.
+    if (earlier !== undefined) earlier.done(dropped(), undefined);
+    this.proposals.set(index, { term, done });
   }
 
   /**
@@ -216,7 +261,12 @@ export class RaftDriver {
    */
   proposeInTerm(data: Uint8Array, term: number, done: ApplyDone): void {
     if (!this.leads(term)) return done(notLeaderOf(term), undefined);
-    this.enqueue({ data, done, term });
+    this.enqueue({
+      data,
+      term,
+      placed: (error, index, at) =>
+        error !== undefined ? done(error, undefined) : this.awaitApply(index!, at!, done),
+    });
   }
 
   private leads(term: number): boolean {
@@ -230,10 +280,7 @@ export class RaftDriver {
    */
   private enqueue(proposal: QueuedProposal): void {
     if (this.proposals.size + this.queued.length >= proposalsPendingMax) {
-      return proposal.done(
-        new ChorusError('queue-full', `${proposalsPendingMax} proposals pending; retry later`),
-        undefined,
-      );
+      return proposal.placed(queueFull());
     }
     this.queued.push(proposal);
     this.schedule();
@@ -278,7 +325,7 @@ export class RaftDriver {
    */
   proposeConfChange(change: ConfChange, done?: ApplyDone): number {
     const index = this.node.proposeConfChange(change);
-    if (done !== undefined) this.proposals.set(index, { term: this.node.raft.term, done });
+    if (done !== undefined) this.awaitApply(index, this.node.raft.term, done);
     this.schedule();
     return index;
   }
@@ -327,12 +374,11 @@ export class RaftDriver {
     if (!this.node.hasReady()) return;
     this.busy = true;
     const rd = this.node.ready();
-    const { now, later } = this.splitCommitNotices(rd);
-    this.sendAll(now);
+    this.sendAll(rd.messages);
     // The appends go out before this node's own save, whose synchronous part (encoding and
     // checksumming the records) would otherwise come first: the followers' fsyncs, not this
     // one, are on the write's critical path.
-    if (now.length > 0) this.env.net.flush?.();
+    if (rd.messages.length > 0) this.env.net.flush?.();
     this.persist(rd, () => {
       if (this.stopped) return;
       this.sendAll(rd.messagesAfterPersist);
@@ -340,13 +386,9 @@ export class RaftDriver {
         this.options.stateMachine.restore(joinedBytes(rd.snapshot.data));
         this.applied = rd.snapshot.metadata.index;
         this.lastSnapshotIndex = this.applied;
+        this.forgetProposalsCoveredBy(this.applied);
       }
       this.apply(rd.committedEntries);
-      if (later.length > 0) {
-        this.env.timers.set(0, () => {
-          if (!this.stopped) this.sendAll(later);
-        });
-      }
       this.handleReadStates(rd);
       this.node.advance(rd);
       this.busy = false;
@@ -365,17 +407,19 @@ export class RaftDriver {
     // proposals go on as new ones; a term-bound one is refused unless it is this term's.
     const current: QueuedProposal[] = [];
     for (const p of queued) {
-      if (p.term !== undefined && !this.leads(p.term)) p.done(notLeaderOf(p.term), undefined);
-      else if (raft.role !== 'leader') this.propose(p.data, p.done);
+      if (p.term !== undefined && !this.leads(p.term)) p.placed(notLeaderOf(p.term));
+      else if (raft.role !== 'leader') this.place(p.data, p.placed);
       else current.push(p);
     }
     if (current.length === 0) return;
     const results = this.node.proposeBatch(current.map((p) => p.data));
     assert(results.length === current.length, 'one result per queued proposal');
+    // Before this turn's appends are sent: a forwarding follower hears where its proposal
+    // went in the same write as the entry, and before it can apply it.
     results.forEach((result, i) => {
-      const { done } = current[i]!;
-      if (typeof result === 'number') this.proposals.set(result, { term: raft.term, done });
-      else done(result, undefined);
+      const { placed } = current[i]!;
+      if (typeof result === 'number') placed(undefined, result, raft.term);
+      else placed(result);
     });
   }
 
@@ -420,23 +464,6 @@ export class RaftDriver {
     });
   }
 
-  /**
-   * On a Ready that applies entries, the appends that carry none — a new commit index for a
-   * follower — go out on the loop's next turn, after the replies that applying sends: the
-   * clients wait for those, while a follower needs the commit index only to apply itself.
-   * Sent at once, their socket writes (and the followers they wake) came before every reply.
-   */
-  private splitCommitNotices(rd: Ready): { now: Message[]; later: Message[] } {
-    if (rd.committedEntries.length === 0) return { now: rd.messages, later: [] };
-    const now: Message[] = [];
-    const later: Message[] = [];
-    for (const m of rd.messages) {
-      if (m.type === 'app' && m.entries.length === 0) later.push(m);
-      else now.push(m);
-    }
-    return { now, later };
-  }
-
   private sendAll(messages: readonly Message[]): void {
     for (const m of messages) this.rpc.notify(m.to, raftMethod, m);
   }
@@ -450,14 +477,25 @@ export class RaftDriver {
       if (pending === undefined) return;
       this.proposals.delete(entry.index);
       if (pending.term === entry.term) pending.done(undefined, results[i]);
-      else
-        pending.done(
-          new ChorusError('proposal-dropped', 'leadership changed before the entry committed'),
-          undefined,
-        );
+      else pending.done(dropped(), undefined);
     });
     this.applied = entries[entries.length - 1]!.index;
     this.releaseReads();
+  }
+
+  /**
+   * A snapshot installed over pending proposals: their entries are in it or were replaced,
+   * and which cannot be told here, so their outcome is unknown.
+   */
+  private forgetProposalsCoveredBy(index: number): void {
+    for (const [at, pending] of this.proposals) {
+      if (at > index) continue;
+      this.proposals.delete(at);
+      pending.done(
+        new ChorusError('timeout', `a snapshot through ${index} replaced entry ${at}`),
+        undefined,
+      );
+    }
   }
 
   private handleReadStates(rd: Ready): void {
@@ -593,6 +631,24 @@ function joinedInSteps(job: SnapshotJob): SnapshotJob {
       return [joined];
     },
   };
+}
+
+const dropped = (): ChorusError =>
+  new ChorusError('proposal-dropped', 'leadership changed before the entry committed');
+
+const queueFull = (): ChorusError =>
+  new ChorusError('queue-full', `${proposalsPendingMax} proposals pending; retry later`);
+
+/** A forwarded proposal's answer: [index, term] of the entry the leader appended. */
+function isPlacement(body: unknown): body is [number, number] {
+  return (
+    Array.isArray(body) &&
+    body.length === 2 &&
+    Number.isSafeInteger(body[0]) &&
+    (body[0] as number) > 0 &&
+    Number.isSafeInteger(body[1]) &&
+    (body[1] as number) > 0
+  );
 }
 
 const notLeaderOf = (term: number): ChorusError =>
