@@ -105,6 +105,12 @@ export type ApplyDone = (error: ChorusError | undefined, result: unknown) => voi
 interface PendingProposal {
   term: number;
   done: ApplyDone;
+  /**
+   * A proposal of another term waiting on the same index (this node led then, or was told
+   * so by an earlier leader). Only the entry that commits there decides between them: an
+   * entry that one leader appended and a later one overwrote may still commit under a third.
+   */
+  older?: PendingProposal;
 }
 
 /** Where the leader appended a proposal: its index and term, or why it did not. */
@@ -247,10 +253,8 @@ export class RaftDriver {
         undefined,
       );
     }
-    const earlier = this.proposals.get(index);
-    // An index holds one entry per term; the proposal of an older term there cannot commit.
-    if (earlier !== undefined) earlier.done(dropped(), undefined);
-    this.proposals.set(index, { term, done });
+    const older = this.proposals.get(index);
+    this.proposals.set(index, older === undefined ? { term, done } : { term, done, older });
   }
 
   /**
@@ -473,11 +477,13 @@ export class RaftDriver {
     const results = this.options.stateMachine.apply(entries);
     assert(results.length === entries.length, 'state machine must return one result per entry');
     entries.forEach((entry, i) => {
-      const pending = this.proposals.get(entry.index);
+      let pending = this.proposals.get(entry.index);
       if (pending === undefined) return;
       this.proposals.delete(entry.index);
-      if (pending.term === entry.term) pending.done(undefined, results[i]);
-      else pending.done(dropped(), undefined);
+      for (; pending !== undefined; pending = pending.older) {
+        if (pending.term === entry.term) pending.done(undefined, results[i]);
+        else pending.done(dropped(), undefined);
+      }
     });
     this.applied = entries[entries.length - 1]!.index;
     this.releaseReads();
@@ -488,13 +494,15 @@ export class RaftDriver {
    * and which cannot be told here, so their outcome is unknown.
    */
   private forgetProposalsCoveredBy(index: number): void {
-    for (const [at, pending] of this.proposals) {
+    for (const [at, newest] of this.proposals) {
       if (at > index) continue;
       this.proposals.delete(at);
-      pending.done(
-        new ChorusError('timeout', `a snapshot through ${index} replaced entry ${at}`),
-        undefined,
-      );
+      for (let pending: PendingProposal | undefined = newest; pending; pending = pending.older) {
+        pending.done(
+          new ChorusError('timeout', `a snapshot through ${index} replaced entry ${at}`),
+          undefined,
+        );
+      }
     }
   }
 
