@@ -110,3 +110,70 @@ test('a follower answers its forwarded proposal from its own apply, not from the
   assert.deepEqual(outcome, { error: undefined, result: null });
   assert.equal(cluster.node(proposer).app?.sm.values.get('k'), 7);
 });
+
+test('an entry one leader overwrote may still commit under a third: its proposer is told ok', () => {
+  // Five nodes. A leads and appends P1, P2 with only C hearing them (no quorum). B, D, E elect
+  // L2, whose first append reaches only A: A's log is overwritten, and A's next proposal P3,
+  // forwarded to L2, lands at P2's index in a newer term. Then C (holding P1 and P2) leads
+  // with D and E and commits both. A must answer P2 ok and P3 dropped: deciding P2 as
+  // dropped when P3 took its index would tell a client a write failed that took effect.
+  const world = new World(seededRandom(11));
+  const cluster = new Cluster<RegisterNode>(world, seededRandom(12), 5, {
+    create: (env) =>
+      new RegisterNode(env, registerDefaults, [env.net.self, ...env.net.peers()].sort(), () => {}),
+  });
+  const network = cluster.network;
+  network.faults = { ...quietNetwork, latencyMsTailMean: 0 };
+  cluster.bootAll();
+  const raftOf = (i: number) => cluster.node(i).app!.driver!.node.raft;
+  const leaderAmong = (group: number[]): number =>
+    group.find((i) => cluster.node(i).app?.driver?.node.raft.role === 'leader') ?? -1;
+  const only = (...links: [number, number][]): void => {
+    network.heal();
+    network.cutUnless((x, y) =>
+      links.some(([p, q]) => (x === p && y === q) || (x === q && y === p)),
+    );
+  };
+  world.runWhile(() => leaderAmong([0, 1, 2, 3, 4]) < 0, 20_000);
+  const a = leaderAmong([0, 1, 2, 3, 4]);
+  assert.ok(a >= 0, 'a first leader');
+  world.runUntil(world.now + 500);
+  const [c, ...rest] = [0, 1, 2, 3, 4].filter((i) => i !== a) as [number, ...number[]];
+  const outcomes = new Map<string, string>();
+  const propose = (node: number, name: string, value: number): void =>
+    cluster.node(node).app!.driver!.propose(encode(['w', 'k', value]), (error) => {
+      outcomes.set(name, error === undefined ? 'ok' : error.code);
+    });
+
+  only([a, c]);
+  const i = raftOf(a).log.lastIndex() + 1;
+  propose(a, 'P1', 1);
+  propose(a, 'P2', 2);
+  world.runWhile(() => raftOf(c).log.lastIndex() < i + 1, world.now + 1_000);
+  assert.equal(raftOf(c).log.lastIndex(), i + 1, 'P1 and P2 reached C');
+  assert.ok(raftOf(a).log.committed < i, 'but no quorum committed them');
+
+  only([rest[0]!, rest[1]!], [rest[0]!, rest[2]!], [rest[1]!, rest[2]!]);
+  world.runWhile(() => leaderAmong(rest) < 0, world.now + 20_000);
+  const l2 = leaderAmong(rest);
+  assert.ok(l2 >= 0, 'B, D and E elected a leader');
+  only([a, l2]); // before its first append goes out: only A will hear it
+  world.runWhile(() => raftOf(a).lead !== cluster.ids[l2], world.now + 5_000);
+  assert.equal(raftOf(a).lead, cluster.ids[l2], 'A follows L2');
+  assert.equal(raftOf(a).log.term(i), raftOf(l2).term, "L2's first entry overwrote P1 on A");
+  propose(a, 'P3', 3);
+  world.runWhile(() => raftOf(l2).log.lastIndex() < i + 1, world.now + 1_000);
+  assert.equal(raftOf(l2).log.lastIndex(), i + 1, "P3 took P2's index");
+  world.runUntil(world.now + 20); // L2's answer (where P3 went) reaches A
+  assert.ok(raftOf(l2).log.committed < i, 'L2 and A alone commit nothing');
+
+  const others = rest.filter((x) => x !== l2);
+  only([c, others[0]!], [c, others[1]!], [others[0]!, others[1]!]);
+  world.runWhile(() => leaderAmong([c]) < 0 || raftOf(c).log.committed < i + 1, world.now + 20_000);
+  assert.ok(raftOf(c).log.committed >= i + 1, 'C led and committed P1 and P2');
+
+  network.heal();
+  world.runWhile(() => outcomes.size < 3, world.now + 20_000);
+  assert.deepEqual(Object.fromEntries(outcomes), { P1: 'ok', P2: 'ok', P3: 'proposal-dropped' });
+  assert.equal(cluster.node(a).app!.sm.values.get('k'), 2);
+});
