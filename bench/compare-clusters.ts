@@ -111,13 +111,14 @@ function spawnMember(
 /** CHORUS_BENCH_LOG_LEVEL=info keeps the members' info lines (e.g. snapshot timings) too. */
 const chorusLogLevel = process.env['CHORUS_BENCH_LOG_LEVEL'] ?? 'warn';
 
-export async function startChorusCluster(root: string): Promise<BenchCluster> {
+/** `bin`: another build's bin/chorus.js (bench/ab.ts compares two builds); this one's by default. */
+export async function startChorusCluster(root: string, bin = chorusBin): Promise<BenchCluster> {
   const { names, clientPorts, peerPorts, initialCluster } = await layout('c');
   const members = names.map((name, i): BenchMember => {
     const client = `http://127.0.0.1:${clientPorts[i]}`;
     const args = [
       ...serverNodeFlags,
-      chorusBin,
+      bin,
       'server',
       ...['--name', name, '--data-dir', path.join(root, name)],
       ...['--listen-client-urls', client, '--advertise-client-urls', client],

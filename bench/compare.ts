@@ -74,7 +74,7 @@ const checkPerfTimeoutMs = 180_000;
 const fsyncProbeMs = 300;
 const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
-interface Running {
+export interface Running {
   cluster: BenchCluster;
   load: LoadClients;
 }
@@ -85,7 +85,7 @@ interface Running {
  * Waits until every member names the same leader, writes every key once, then warms the
  * system up (warmUpMsPerOperation).
  */
-async function ready(running: Running): Promise<void> {
+export async function ready(running: Running): Promise<void> {
   const deadline = Date.now() + readyTimeoutMs;
   const members = running.cluster.members.length;
   for (;;) {
