@@ -205,10 +205,13 @@ export class RaftDriver {
   propose(data: Uint8Array, done: ApplyDone): void {
     if (this.proposals.size + this.queued.length >= proposalsPendingMax)
       return done(queueFull(), undefined);
-    this.place(data, (error, index, term) => {
-      if (error !== undefined) return done(error, undefined);
-      this.awaitApply(index!, term!, done);
-    });
+    this.place(data, this.awaitingApply(done));
+  }
+
+  /** Where a proposal was placed, turned into waiting for its apply (or the refusal). */
+  private awaitingApply(done: ApplyDone): Placed {
+    return (error, index, term) =>
+      error !== undefined ? done(error, undefined) : this.awaitApply(index!, term!, done);
   }
 
   /**
@@ -265,12 +268,7 @@ export class RaftDriver {
    */
   proposeInTerm(data: Uint8Array, term: number, done: ApplyDone): void {
     if (!this.leads(term)) return done(notLeaderOf(term), undefined);
-    this.enqueue({
-      data,
-      term,
-      placed: (error, index, at) =>
-        error !== undefined ? done(error, undefined) : this.awaitApply(index!, at!, done),
-    });
+    this.enqueue({ data, term, placed: this.awaitingApply(done) });
   }
 
   private leads(term: number): boolean {
@@ -543,8 +541,8 @@ export class RaftDriver {
     const job = machine.snapshotJob?.() ?? { step: () => true, result: () => [machine.snapshot()] };
     const store = this.options.store;
     const ofLog = store.saveSnapshotOfLog?.bind(store);
-    // The store joins the pieces into its file as it writes it; saveSnapshot needs them
-    // joined first, which is then part of the job.
+    // The store writes the pieces into its file as they are; saveSnapshot needs them joined
+    // first, which is then part of the job.
     const stepped = ofLog !== undefined ? job : joinedInSteps(job);
     let steps = 0;
     let longestStepMs = 0;
@@ -553,11 +551,12 @@ export class RaftDriver {
       if (this.stopped) return;
       const stepStartedMs = clock.monotonicMs();
       const finished = stepped.step();
+      const stepMs = clock.monotonicMs() - stepStartedMs;
       steps++;
-      longestStepMs = Math.max(longestStepMs, clock.monotonicMs() - stepStartedMs);
-      busyMs += clock.monotonicMs() - stepStartedMs;
+      longestStepMs = Math.max(longestStepMs, stepMs);
+      busyMs += stepMs;
       if (!finished) {
-        this.env.timers.set(pauseAfterStepMs(clock.monotonicMs() - stepStartedMs), pump);
+        this.env.timers.set(pauseAfterStepMs(stepMs), pump);
         return;
       }
       const pieces = stepped.result();

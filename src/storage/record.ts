@@ -81,12 +81,19 @@ export const encodeHardStateFile = (hardState: HardState): Uint8Array =>
     hardState.commit,
   ]);
 
-/** The snapshot file in one pass (snapshotFileJob with no step limit). */
-export function encodeSnapshotFile(snapshot: Snapshot, sizeBytesMax: number): Uint8Array {
+/**
+ * The snapshot file in one pass (snapshotFileJob with no step limit), as pieces: a small
+ * head, then the snapshot's data as it is, not copied.
+ */
+export function snapshotFilePieces(snapshot: Snapshot, sizeBytesMax: number): Uint8Array[] {
   const job = snapshotFileJob(snapshot.metadata, piecesOf(snapshot.data), sizeBytesMax, Infinity);
   while (!job.step());
-  return concatBytes(job.result());
+  return job.result();
 }
+
+/** The snapshot file in one buffer. */
+export const encodeSnapshotFile = (snapshot: Snapshot, sizeBytesMax: number): Uint8Array =>
+  concatBytes(snapshotFilePieces(snapshot, sizeBytesMax));
 
 /**
  * The snapshot file, a record of `[formatVersion, index, term, confState, data]`, as pieces

@@ -48,7 +48,7 @@ import {
   encodeEntry,
   encodeHardStateFile,
   encodeSegmentHeader,
-  encodeSnapshotFile,
+  snapshotFilePieces,
   snapshotFileJob,
   encodeSnapshotMarker,
 } from './record.js';
@@ -383,7 +383,7 @@ export class RaftStorage {
     }
     let file: Uint8Array[];
     try {
-      file = [encodeSnapshotFile(snapshot, snapshotSizeBytesMax)];
+      file = snapshotFilePieces(snapshot, snapshotSizeBytesMax);
     } catch (error) {
       return done(asChorusError(error));
     }
@@ -787,8 +787,10 @@ export class RaftStorage {
     file.close(done);
   }
 
-  /** temporary file, fsync, rename over `name`, fsync the directory: old or new, never a mix. */
-  /** Writes `bytes` (one buffer, or pieces in order) as the file `name`, atomically. */
+  /**
+   * Writes `bytes` (one buffer, or pieces in order) as the file `name`: temporary file, fsync,
+   * rename over `name`, fsync the directory — old or new, never a mix.
+   */
   private writeAtomic(name: string, bytes: Uint8Array | readonly Uint8Array[], done: Done): void {
     const { disk } = this.env;
     const target = `${this.dir}/${name}`;
