@@ -73,26 +73,36 @@ test('a planted bug (acknowledge before fsync) is caught within 30 seeds', () =>
   );
 });
 
+/**
+ * A register cluster of `size` nodes for a scripted history: links stay in order (no latency
+ * tail), and it returns once a first leader has led for 500 ms.
+ */
+function scriptedCluster(size: number, seed: number) {
+  const world = new World(seededRandom(seed));
+  const cluster = new Cluster<RegisterNode>(world, seededRandom(seed + 1), size, {
+    create: (env) =>
+      new RegisterNode(env, registerDefaults, [env.net.self, ...env.net.peers()].sort(), () => {}),
+  });
+  cluster.network.faults = { ...quietNetwork, latencyMsTailMean: 0 };
+  cluster.bootAll();
+  const all = Array.from({ length: size }, (_, i) => i);
+  const leaderAmong = (group: readonly number[]): number =>
+    group.find((i) => cluster.node(i).app?.driver?.node.raft.role === 'leader') ?? -1;
+  world.runWhile(() => leaderAmong(all) < 0, 20_000);
+  const leader = leaderAmong(all);
+  assert.ok(leader >= 0, 'a leader within 20 s');
+  world.runUntil(world.now + 500);
+  return { world, cluster, leader, leaderAmong };
+}
+
 test('a follower answers its forwarded proposal from its own apply, not from the leader', () => {
   // Three nodes, no latency tail (links stay in order). The follower forwards a write; once
   // the entry reaches it, its links to the leader are cut: the leader commits with the other
   // follower and applies, but neither its commit index nor any reply reaches the proposer.
   // After the heal the proposer applies the entry itself and answers from that. When the
   // leader sent back results instead, this one was lost and the write timed out.
-  const world = new World(seededRandom(5));
-  const cluster = new Cluster<RegisterNode>(world, seededRandom(6), 3, {
-    create: (env) =>
-      new RegisterNode(env, registerDefaults, [env.net.self, ...env.net.peers()].sort(), () => {}),
-  });
-  cluster.network.faults = { ...quietNetwork, latencyMsTailMean: 0 };
-  cluster.bootAll();
+  const { world, cluster, leader } = scriptedCluster(3, 5);
   const driverOf = (i: number) => cluster.node(i).app?.driver;
-  const leaderIndex = (): number =>
-    [0, 1, 2].find((i) => driverOf(i)?.node.raft.role === 'leader') ?? -1;
-  world.runWhile(() => leaderIndex() < 0, 20_000);
-  const leader = leaderIndex();
-  assert.ok(leader >= 0, 'a leader within 20 s');
-  world.runUntil(world.now + 500);
   const proposer = (leader + 1) % 3;
   const driver = driverOf(proposer)!;
   const target = driver.node.raft.log.lastIndex() + 1;
@@ -117,27 +127,15 @@ test('an entry one leader overwrote may still commit under a third: its proposer
   // forwarded to L2, lands at P2's index in a newer term. Then C (holding P1 and P2) leads
   // with D and E and commits both. A must answer P2 ok and P3 dropped: deciding P2 as
   // dropped when P3 took its index would tell a client a write failed that took effect.
-  const world = new World(seededRandom(11));
-  const cluster = new Cluster<RegisterNode>(world, seededRandom(12), 5, {
-    create: (env) =>
-      new RegisterNode(env, registerDefaults, [env.net.self, ...env.net.peers()].sort(), () => {}),
-  });
+  const { world, cluster, leader: a, leaderAmong } = scriptedCluster(5, 11);
   const network = cluster.network;
-  network.faults = { ...quietNetwork, latencyMsTailMean: 0 };
-  cluster.bootAll();
   const raftOf = (i: number) => cluster.node(i).app!.driver!.node.raft;
-  const leaderAmong = (group: number[]): number =>
-    group.find((i) => cluster.node(i).app?.driver?.node.raft.role === 'leader') ?? -1;
   const only = (...links: [number, number][]): void => {
     network.heal();
     network.cutUnless((x, y) =>
       links.some(([p, q]) => (x === p && y === q) || (x === q && y === p)),
     );
   };
-  world.runWhile(() => leaderAmong([0, 1, 2, 3, 4]) < 0, 20_000);
-  const a = leaderAmong([0, 1, 2, 3, 4]);
-  assert.ok(a >= 0, 'a first leader');
-  world.runUntil(world.now + 500);
   const [c, ...rest] = [0, 1, 2, 3, 4].filter((i) => i !== a) as [number, ...number[]];
   const outcomes = new Map<string, string>();
   const propose = (node: number, name: string, value: number): void =>
