@@ -23,7 +23,7 @@ import {
   type CellResult,
   type Operation,
 } from './compare-load.js';
-import { ready, type Running } from './compare.js';
+import { fmt, ready, type Running } from './compare.js';
 import { median } from './stats.js';
 
 const usage =
@@ -74,9 +74,6 @@ function parse(argv: string[]): AbOptions {
     windowMs: positive(values['window-ms'], 'window-ms'),
   };
 }
-
-const fmt = (value: number, digits = 0): string =>
-  value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
 async function main(): Promise<void> {
   const options = parse(process.argv.slice(2));

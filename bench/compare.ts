@@ -256,7 +256,8 @@ function summarize(results: readonly (CellResult & { system: SystemName })[]): S
   return out;
 }
 
-const fmt = (value: number, digits = 0): string =>
+/** A figure with thousands separators and `digits` decimals; '—' when not a number. */
+export const fmt = (value: number, digits = 0): string =>
   Number.isFinite(value)
     ? value.toLocaleString('en-US', {
         minimumFractionDigits: digits,
