@@ -4,10 +4,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decode, encode } from '../src/core/codec.js';
 import { nodeId } from '../src/core/ids.js';
-import { malformedReason, type Message } from '../src/raft/messages.js';
+import { fromWire, malformedReason, toWire, type Message } from '../src/raft/messages.js';
 
 const n1 = nodeId('n1');
 const n2 = nodeId('n2');
+
+/** msgpackr reads bytes as Buffers: compare them as plain Uint8Arrays. */
+function plain(value: unknown): unknown {
+  if (value instanceof Uint8Array) return new Uint8Array(value);
+  if (Array.isArray(value)) return value.map(plain);
+  if (typeof value === 'object' && value !== null)
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
+  return value;
+}
 const app: Message = {
   type: 'app',
   from: n1,
@@ -70,4 +79,50 @@ test('each malformed variant is named', () => {
     ],
   ];
   for (const [raw, reason] of cases) assert.match(malformedReason(raw, n1) ?? 'passed', reason);
+});
+
+test('the wire form reads back as the message, every field checked', () => {
+  const vote: Message = {
+    type: 'vote',
+    from: n1,
+    to: n2,
+    term: 4,
+    pre: true,
+    lastIndex: 7,
+    lastTerm: 3,
+    transfer: false,
+  };
+  const conf: Message = {
+    ...app,
+    entries: [
+      { term: 3, index: 5, type: 'conf-change', data: new Uint8Array([9]) },
+      { term: 3, index: 6, type: 'normal', data: new Uint8Array(0) },
+    ],
+  };
+  for (const m of [app, snap, vote, conf, { ...app, entries: [] }])
+    assert.deepEqual(plain(fromWire(decode(encode(toWire(m))), n1)), m);
+  // A member still sending message objects is understood.
+  assert.deepEqual(plain(fromWire(decode(encode(app)), n1)), app);
+
+  // app: [code, from, to, term, index, logTerm, entries, commit]
+  const wire = toWire(app);
+  const entries = wire[6] as unknown[];
+  const withEntries = (flat: unknown[]): unknown[] => [...wire.slice(0, 6), flat, wire[7]];
+  const cases: [unknown, RegExp][] = [
+    [[99, ...wire.slice(1)], /unknown type code 99/],
+    [['length', ...wire.slice(1)], /unknown type code/],
+    [wire.slice(0, -1), /bad app: 7 items/],
+    [[2, 'n3', ...wire.slice(2)], /not the sender/],
+    [[...wire.slice(0, 3), -1, ...wire.slice(4)], /bad term/],
+    [withEntries([...entries.slice(0, 2), 7, entries[3]]), /bad app.entries/],
+    [withEntries([...entries.slice(0, 2), 'length', entries[3]]), /bad app.entries/],
+    [withEntries([...entries.slice(0, 3), 'x']), /bad app.entries/],
+    [withEntries(entries.slice(0, 3)), /bad app.entries/],
+    [[...wire.slice(0, 7), '4'], /bad app.commit/],
+    [{ ...app, term: 1.5 }, /bad term/],
+  ];
+  for (const [raw, reason] of cases) {
+    const got = fromWire(raw, n1);
+    assert.match(typeof got === 'string' ? got : 'passed', reason);
+  }
 });

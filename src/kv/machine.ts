@@ -8,7 +8,7 @@
  * puts and deletes apply, and a revocation deletes every attached key in one revision.
  */
 import { concatBytes } from '../core/bytes.js';
-import { decode, msgpackArray } from '../core/codec.js';
+import { decode, encode, msgpackArray } from '../core/codec.js';
 import type { SnapshotJob, StateMachine } from '../raft/driver.js';
 import type { Entry } from '../raft/types.js';
 import { applyDeleteRange, applyPut, applyRange, applyTxn, type Applied } from './apply.js';
@@ -35,6 +35,59 @@ export type KvCommand =
   | { t: 'grant'; id: number; ttl: number }
   | { t: 'revoke'; id: number }
   | { t: 'checkpoint'; leases: [number, number][] };
+
+/** A put's flags in its wire form. */
+const putPrevKv = 1;
+const putIgnoreValue = 2;
+const putIgnoreLease = 4;
+/** The first item of a command's array form: the command it is. */
+const putCode = 0;
+
+/**
+ * A command as the log holds it: msgpack of the command object, except a put, the most
+ * common by far, which is the array [putCode, key, value, lease, flags]: decoded on every
+ * replica for every entry, an array of scalars reads several times faster than two nested
+ * objects of named fields. Logs written before hold puts as objects; decodeKvCommand reads
+ * both.
+ */
+export function encodeKvCommand(command: KvCommand): Uint8Array {
+  if (command.t !== 'put') return encode(command);
+  const r = command.r;
+  const flags =
+    (r.prevKv === true ? putPrevKv : 0) |
+    (r.ignoreValue === true ? putIgnoreValue : 0) |
+    (r.ignoreLease === true ? putIgnoreLease : 0);
+  return encode([putCode, r.key, r.value ?? emptyValue, r.lease ?? 0, flags]);
+}
+
+const emptyValue = new Uint8Array(0);
+
+/** The command of a log entry's data (throws on bytes that are not one). */
+export function decodeKvCommand(data: Uint8Array): KvCommand {
+  const value = decode(data);
+  if (!Array.isArray(value)) return value as KvCommand;
+  const [code, key, v, lease, flags] = value as unknown[];
+  if (
+    value.length !== 5 ||
+    code !== putCode ||
+    !(key instanceof Uint8Array) ||
+    !(v instanceof Uint8Array) ||
+    typeof lease !== 'number' ||
+    typeof flags !== 'number'
+  )
+    throw new KvError('invalid-argument');
+  return {
+    t: 'put',
+    r: {
+      key,
+      value: v,
+      lease,
+      prevKv: (flags & putPrevKv) !== 0,
+      ignoreValue: (flags & putIgnoreValue) !== 0,
+      ignoreLease: (flags & putIgnoreLease) !== 0,
+    },
+  };
+}
 
 export type KvOutcome = { ok: unknown } | { error: string; detail?: string };
 
@@ -87,7 +140,7 @@ export class KvMachine implements StateMachine, WatchHistory {
       if (entry.type !== 'normal' || entry.data.length === 0) return undefined;
       let command: KvCommand;
       try {
-        command = decode(entry.data) as KvCommand;
+        command = decodeKvCommand(entry.data);
       } catch {
         return { error: 'invalid-argument', detail: 'undecodable command' };
       }

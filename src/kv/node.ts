@@ -13,7 +13,6 @@
  */
 import { ChorusError, asChorusError } from '../core/errors.js';
 import type { NodeId, TimerId } from '../core/ids.js';
-import { encode } from '../core/codec.js';
 import type { Env } from '../env/env.js';
 import {
   RaftDriver,
@@ -26,7 +25,13 @@ import type { Respond } from '../transport/rpc.js';
 import { KvError, type KvErrorCode } from './errors.js';
 import { fromBinary, type MvccOptions } from './mvcc.js';
 import { LeaseClock, LeaseTable } from './lease.js';
-import { KvMachine, type KvCommand, type KvListener, type KvOutcome } from './machine.js';
+import {
+  encodeKvCommand,
+  KvMachine,
+  type KvCommand,
+  type KvListener,
+  type KvOutcome,
+} from './machine.js';
 import {
   kvLimits,
   type CompactionRequest,
@@ -322,7 +327,7 @@ export class KvNode {
     if (this.stopped) return done(new ChorusError('closed', 'node stopped'), undefined);
     let data: Uint8Array;
     try {
-      data = encode(command);
+      data = encodeKvCommand(command);
     } catch (error) {
       return done(
         new ChorusError('bad-input', 'request cannot be encoded', { cause: error }),

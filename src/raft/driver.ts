@@ -29,7 +29,7 @@ import type { NodeId, TimerId } from '../core/ids.js';
 import type { Env } from '../env/env.js';
 import { RemoteError, Rpc } from '../transport/rpc.js';
 import { proposalsPendingMax, snapshotJoinBytesPerStep } from './constants.js';
-import { malformedReason, type Message } from './messages.js';
+import { fromWire, toWire, type Message } from './messages.js';
 import type { ConfChange, RaftConfig, RestoredState } from './raft.js';
 import { RawNode, type Ready } from './rawnode.js';
 import type { Entry, HardState, Snapshot, SnapshotMetadata } from './types.js';
@@ -350,13 +350,13 @@ export class RaftDriver {
 
   private onRaftMessage(from: NodeId, body: unknown): void {
     if (this.stopped) return;
-    const reason = malformedReason(body, from);
-    if (reason !== undefined) {
+    const message = fromWire(body, from);
+    if (typeof message === 'string') {
       this.malformedMessages++;
-      this.env.log.warn('dropping malformed raft message', { from, reason });
+      this.env.log.warn('dropping malformed raft message', { from, reason: message });
       return;
     }
-    this.node.step(body as Message);
+    this.node.step(message);
     this.schedule();
   }
 
@@ -467,7 +467,7 @@ export class RaftDriver {
   }
 
   private sendAll(messages: readonly Message[]): void {
-    for (const m of messages) this.rpc.notify(m.to, raftMethod, m);
+    for (const m of messages) this.rpc.notify(m.to, raftMethod, toWire(m));
   }
 
   private apply(entries: readonly Entry[]): void {

@@ -3,7 +3,7 @@
  * numbered paper sections say where each comes from.
  */
 import type { NodeId } from '../core/ids.js';
-import type { Entry, SnapshotMetadata } from './types.js';
+import type { Entry, EntryType, SnapshotMetadata } from './types.js';
 
 interface Base {
   from: NodeId;
@@ -211,4 +211,109 @@ export function malformedReason(raw: unknown, sender: NodeId): string | undefine
     if (!ok) return `bad ${type}.${field}`;
   }
   return undefined;
+}
+
+/** Type codes on the wire: a message's position in this list (append only; never reorder). */
+const wireTypes: readonly MessageType[] = [
+  'vote',
+  'vote-resp',
+  'app',
+  'app-resp',
+  'heartbeat',
+  'heartbeat-resp',
+  'snap',
+  'snap-resp',
+  'timeout-now',
+  'read-index',
+  'read-index-resp',
+];
+const wireTypeCodes = new Map(wireTypes.map((type, code) => [type, code]));
+const wireFields = new Map(
+  wireTypes.map((type) => [type, Object.entries(messageFields[type])] as const),
+);
+const entryTypes: readonly EntryType[] = ['normal', 'conf-change'];
+const entryWireItems = 4;
+
+/**
+ * A message as it travels: an array [type code, from, to, term, ...the fields in
+ * messageFields' order], a list of entries flattened to [term, index, type code, data, ...].
+ * msgpack reads such an array several times faster than an object of named fields (measured
+ * on an append of four 300-byte entries: 0.9–1.8 µs against 4.5–6.3 µs; there are no keys
+ * to read), and Raft messages are most of a member's peer traffic. `fromWire` reads it back.
+ */
+export function toWire(m: Message): unknown[] {
+  const wire: unknown[] = [wireTypeCodes.get(m.type), m.from, m.to, m.term];
+  const fields = m as unknown as Record<string, unknown>;
+  for (const [field, kind] of wireFields.get(m.type)!) {
+    if (kind !== 'entries') {
+      wire.push(fields[field]);
+      continue;
+    }
+    const entries = fields[field] as Entry[];
+    const flat: unknown[] = new Array<unknown>(entries.length * entryWireItems);
+    entries.forEach((e, i) => {
+      const at = i * entryWireItems;
+      flat[at] = e.term;
+      flat[at + 1] = e.index;
+      flat[at + 2] = e.type === 'normal' ? 0 : 1;
+      flat[at + 3] = e.data;
+    });
+    wire.push(flat);
+  }
+  return wire;
+}
+
+/**
+ * The message a peer sent, or the reason it is malformed (every field is checked, as
+ * malformedReason does). Also reads the older form, the message object itself, so a member
+ * still sending it is understood.
+ */
+export function fromWire(raw: unknown, sender: NodeId): Message | string {
+  if (!Array.isArray(raw)) return malformedReason(raw, sender) ?? (raw as Message);
+  const type = Number.isInteger(raw[0]) ? wireTypes[raw[0] as number] : undefined;
+  if (type === undefined) return `unknown type code ${JSON.stringify(raw[0])}`;
+  const fields = wireFields.get(type)!;
+  if (raw.length !== 4 + fields.length) return `bad ${type}: ${raw.length} items`;
+  if (raw[1] !== sender) return `from ${JSON.stringify(raw[1])} is not the sender ${sender}`;
+  if (typeof raw[2] !== 'string') return 'bad to';
+  if (!isIndex(raw[3])) return 'bad term';
+  const m: Record<string, unknown> = { type, from: raw[1], to: raw[2], term: raw[3] };
+  for (let i = 0; i < fields.length; i++) {
+    const [field, kind] = fields[i]!;
+    const v: unknown = raw[4 + i];
+    if (kind === 'entries') {
+      const entries = entriesFromWire(v);
+      if (entries === undefined) return `bad ${type}.${field}`;
+      m[field] = entries;
+      continue;
+    }
+    const ok =
+      kind === 'number'
+        ? isIndex(v)
+        : kind === 'bytes'
+          ? v instanceof Uint8Array
+          : kind === 'metadata'
+            ? isMetadata(v)
+            : typeof v === kind;
+    if (!ok) return `bad ${type}.${field}`;
+    m[field] = v;
+  }
+  return m as unknown as Message;
+}
+
+function entriesFromWire(raw: unknown): Entry[] | undefined {
+  if (!Array.isArray(raw) || raw.length % entryWireItems !== 0) return undefined;
+  const v = raw as unknown[];
+  const entries: Entry[] = new Array<Entry>(v.length / entryWireItems);
+  for (let at = 0; at < v.length; at += entryWireItems) {
+    const term = v[at];
+    const index = v[at + 1];
+    const data = v[at + 3];
+    const code = v[at + 2];
+    const type = Number.isInteger(code) ? entryTypes[code as number] : undefined;
+    if (!isIndex(term) || !isIndex(index) || type === undefined || !(data instanceof Uint8Array))
+      return undefined;
+    entries[at / entryWireItems] = { term, index, type, data };
+  }
+  return entries;
 }
