@@ -1251,7 +1251,32 @@ export class Raft {
   // --- plumbing ------------------------------------------------------------------------------
 
   private send(m: Message): void {
+    if (m.type === 'app' && m.entries.length > 0) this.dropSupersededCommitNotice(m);
     this.msgs.push(m);
+  }
+
+  /**
+   * A commit-only append to `m.to` still waiting to go out from the same place in the log as
+   * `m` says nothing `m` does not (its commit is no newer), so it is dropped: under load, a
+   * commit and new proposals often land between two Readies, and each follower then got
+   * both, and answered both. Dropping a message is always safe in Raft (the network may);
+   * an empty append in the probe state pauses the follower, so `m` is never sent after one.
+   */
+  private dropSupersededCommitNotice(m: Append): void {
+    for (let i = this.msgs.length - 1; i >= 0; i--) {
+      const old = this.msgs[i]!;
+      if (
+        old.type === 'app' &&
+        old.to === m.to &&
+        old.entries.length === 0 &&
+        old.term === m.term &&
+        old.index === m.index &&
+        old.commit <= m.commit
+      ) {
+        this.msgs.splice(i, 1);
+        return;
+      }
+    }
   }
 
   checkInvariants(): void {
