@@ -2,21 +2,13 @@
 // and logs written before (puts as msgpack objects) still apply the same way.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { plain } from './codec-helpers.js';
 import { encode } from '../src/core/codec.js';
 import { LeaseTable } from '../src/kv/lease.js';
 import { decodeKvCommand, encodeKvCommand, KvMachine, type KvCommand } from '../src/kv/machine.js';
 import type { Entry } from '../src/raft/types.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
-
-/** msgpackr reads bytes as Buffers: compare them as plain Uint8Arrays. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return new Uint8Array(value);
-  if (Array.isArray(value)) return value.map(plain);
-  if (typeof value === 'object' && value !== null)
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  return value;
-}
 
 test('a put round-trips through its array form, flags and all', () => {
   const puts: KvCommand[] = [

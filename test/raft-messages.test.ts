@@ -2,21 +2,13 @@
 // core, so a buggy or hostile peer gets its message dropped with a reason, never a crash.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { plain } from './codec-helpers.js';
 import { decode, encode } from '../src/core/codec.js';
 import { nodeId } from '../src/core/ids.js';
 import { fromWire, malformedReason, toWire, type Message } from '../src/raft/messages.js';
 
 const n1 = nodeId('n1');
 const n2 = nodeId('n2');
-
-/** msgpackr reads bytes as Buffers: compare them as plain Uint8Arrays. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return new Uint8Array(value);
-  if (Array.isArray(value)) return value.map(plain);
-  if (typeof value === 'object' && value !== null)
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  return value;
-}
 const app: Message = {
   type: 'app',
   from: n1,

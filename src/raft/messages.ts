@@ -131,10 +131,9 @@ export function needsPersistFirst(m: Message): boolean {
   }
 }
 
-const messageFields: Record<
-  MessageType,
-  Record<string, 'number' | 'boolean' | 'string' | 'entries' | 'bytes' | 'metadata'>
-> = {
+type FieldKind = 'number' | 'boolean' | 'string' | 'entries' | 'bytes' | 'metadata';
+
+const messageFields: Record<MessageType, Record<string, FieldKind>> = {
   vote: { pre: 'boolean', lastIndex: 'number', lastTerm: 'number', transfer: 'boolean' },
   'vote-resp': { pre: 'boolean', granted: 'boolean' },
   app: { index: 'number', logTerm: 'number', entries: 'entries', commit: 'number' },
@@ -198,19 +197,27 @@ export function malformedReason(raw: unknown, sender: NodeId): string | undefine
   if (!isIndex(m['term'])) return 'bad term';
   for (const [field, kind] of Object.entries(messageFields[type as MessageType])) {
     const v = m[field];
-    const ok =
-      kind === 'number'
-        ? isIndex(v)
-        : kind === 'entries'
-          ? Array.isArray(v) && v.every(isEntry)
-          : kind === 'bytes'
-            ? v instanceof Uint8Array
-            : kind === 'metadata'
-              ? isMetadata(v)
-              : typeof v === kind;
+    const ok = kind === 'entries' ? Array.isArray(v) && v.every(isEntry) : isFieldOf(kind, v);
     if (!ok) return `bad ${type}.${field}`;
   }
   return undefined;
+}
+
+/** Whether `v` is a field of `kind` (any kind but entries, which each form reads its own way). */
+function isFieldOf(kind: FieldKind, v: unknown): boolean {
+  switch (kind) {
+    case 'number':
+      return isIndex(v);
+    case 'bytes':
+      return v instanceof Uint8Array;
+    case 'metadata':
+      return isMetadata(v);
+    case 'entries':
+      return false;
+    case 'boolean':
+    case 'string':
+      return typeof v === kind;
+  }
 }
 
 /** Type codes on the wire: a message's position in this list (append only; never reorder). */
@@ -287,15 +294,7 @@ export function fromWire(raw: unknown, sender: NodeId): Message | string {
       m[field] = entries;
       continue;
     }
-    const ok =
-      kind === 'number'
-        ? isIndex(v)
-        : kind === 'bytes'
-          ? v instanceof Uint8Array
-          : kind === 'metadata'
-            ? isMetadata(v)
-            : typeof v === kind;
-    if (!ok) return `bad ${type}.${field}`;
+    if (!isFieldOf(kind, v)) return `bad ${type}.${field}`;
     m[field] = v;
   }
   return m as unknown as Message;
