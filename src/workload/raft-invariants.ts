@@ -318,7 +318,9 @@ export class RaftInvariants<App extends RaftApp> {
     const rafts = this.nodes.flatMap((n) =>
       n.status !== 'crashed' && n.app?.driver ? [[n.id, n.app.driver.node.raft] as const] : [],
     );
-    // Log matching (§5.3): find the highest index where two logs agree on the term; below it they must be equal.
+    // Log matching (§5.3): find the highest index where two logs agree on the term; below it
+    // they must be identical — the same term, and the same entry (its kind and bytes: an entry
+    // changed on the way, by the wire codec or the disk, breaks this too).
     for (let i = 0; i < rafts.length; i++) {
       for (let j = i + 1; j < rafts.length; j++) {
         const [ida, a] = rafts[i]!;
@@ -329,6 +331,12 @@ export class RaftInvariants<App extends RaftApp> {
         for (let k = hi; k >= lo; k--) {
           if (a.log.term(k) !== b.log.term(k))
             this.fail(`log matching: ${ida} and ${idb} agree at ${hi} but differ at ${k}`);
+          const ea = a.log.entry(k);
+          const eb = b.log.entry(k);
+          if (ea !== undefined && eb !== undefined && !sameEntry(ea, eb))
+            this.fail(
+              `log matching: ${ida} and ${idb} hold different entries at ${k}, term ${ea.term}`,
+            );
         }
       }
     }
@@ -345,4 +353,11 @@ export class RaftInvariants<App extends RaftApp> {
       }
     }
   }
+}
+
+function sameEntry(a: Entry, b: Entry): boolean {
+  if (a === b) return true;
+  if (a.type !== b.type || a.data.length !== b.data.length) return false;
+  for (let i = 0; i < a.data.length; i++) if (a.data[i] !== b.data[i]) return false;
+  return true;
 }
