@@ -94,6 +94,7 @@ const planted: [string, KvBug][] = [
   ['kv', 'stale-read'],
   ['watch', 'watch-skip'],
   ['lease', 'lease-checkpoint-elapsed'],
+  ['kv', 'entry-kind-lost'],
 ];
 
 for (const [name, bug] of planted) {

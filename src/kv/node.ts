@@ -83,11 +83,19 @@ export const kvNodeDefaults = {
   progressNotifyMs: 10 * 60 * 1000,
 } as const;
 
-export const kvBugs = ['stale-read', 'lease-checkpoint-elapsed', 'watch-skip'] as const;
+export const kvBugs = [
+  'stale-read',
+  'lease-checkpoint-elapsed',
+  'watch-skip',
+  'entry-kind-lost',
+] as const;
 /**
  * - stale-read: linearizable ranges skip the ReadIndex barrier;
  * - lease-checkpoint-elapsed: a new leader reads a checkpoint as time elapsed, not remaining;
- * - watch-skip: a watcher replaying history skips the first revision it missed.
+ * - watch-skip: a watcher replaying history skips the first revision it missed;
+ * - entry-kind-lost: conf-change entries received in appends are read as normal ones (a
+ *   wire-codec bug; the KV machine refuses them without a crash, so only the Log Matching
+ *   check's comparison of entries sees it).
  */
 export type KvBug = (typeof kvBugs)[number];
 
@@ -163,6 +171,7 @@ export class KvNode {
       snapshotEveryEntries: options.snapshotEveryEntries,
       forwardDeadlineMs: options.forwardDeadlineMs,
       ...(options.bugSkipPersist === true ? { bugSkipPersist: true } : {}),
+      ...(options.bug === 'entry-kind-lost' ? { bugEntryKindLost: true } : {}),
     });
     this.driver.rpc.handle(keepAliveMethod, (_from, body, respond) => {
       if (typeof body !== 'number') return respond(new ChorusError('bad-input', 'lease id'));

@@ -98,6 +98,8 @@ export interface DriverOptions {
   forwardDeadlineMs: number;
   /** Deliberately skip the fsync before acknowledging (tests that prove the campaign sees it). */
   bugSkipPersist?: boolean;
+  /** Deliberately read received conf-change entries as normal ones (a wire-codec bug, ditto). */
+  bugEntryKindLost?: boolean;
 }
 
 export type ApplyDone = (error: ChorusError | undefined, result: unknown) => void;
@@ -356,6 +358,8 @@ export class RaftDriver {
       this.env.log.warn('dropping malformed raft message', { from, reason: message });
       return;
     }
+    if (this.options.bugEntryKindLost === true && message.type === 'app')
+      message.entries = message.entries.map((e) => ({ ...e, type: 'normal' }));
     this.node.step(message);
     this.schedule();
   }
