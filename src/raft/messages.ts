@@ -238,7 +238,9 @@ const wireTypeCodes = new Map(wireTypes.map((type, code) => [type, code]));
 const wireFields = new Map(
   wireTypes.map((type) => [type, Object.entries(messageFields[type])] as const),
 );
+/** Entry kinds on the wire: an entry's kind is its position here. */
 const entryTypes: readonly EntryType[] = ['normal', 'conf-change'];
+const entryTypeCodes = new Map(entryTypes.map((type, code) => [type, code]));
 const entryWireItems = 4;
 
 /**
@@ -262,7 +264,7 @@ export function toWire(m: Message): unknown[] {
       const at = i * entryWireItems;
       flat[at] = e.term;
       flat[at + 1] = e.index;
-      flat[at + 2] = e.type === 'normal' ? 0 : 1;
+      flat[at + 2] = entryTypeCodes.get(e.type);
       flat[at + 3] = e.data;
     });
     wire.push(flat);

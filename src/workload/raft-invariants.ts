@@ -16,6 +16,7 @@ import { crc32c } from '../core/crc32c.js';
 import { ChorusError } from '../core/errors.js';
 import type { NodeId } from '../core/ids.js';
 import type { RaftDriver, SnapshotJob, StateMachine } from '../raft/driver.js';
+import { compareBytes } from '../kv/keys.js';
 import type { ConfChange } from '../raft/raft.js';
 import type { Entry } from '../raft/types.js';
 import type { SimNode } from '../sim/node.js';
@@ -356,8 +357,5 @@ export class RaftInvariants<App extends RaftApp> {
 }
 
 function sameEntry(a: Entry, b: Entry): boolean {
-  if (a === b) return true;
-  if (a.type !== b.type || a.data.length !== b.data.length) return false;
-  for (let i = 0; i < a.data.length; i++) if (a.data[i] !== b.data[i]) return false;
-  return true;
+  return a === b || (a.type === b.type && compareBytes(a.data, b.data) === 0);
 }
