@@ -15,6 +15,13 @@ export const uncommittedBytesMax = 64 * 1024 * 1024;
 export const applyBytesMax = 16 * 1024 * 1024;
 /** Snapshot bytes per InstallSnapshot chunk. */
 export const snapshotChunkBytes = 256 * 1024;
+/**
+ * Chunks of a snapshot sent and not yet acknowledged, per follower. The window is filled as
+ * acknowledgements arrive and rewound only after two heartbeat rounds without progress: an
+ * answer never triggers a chunk of its own, so duplicate answers cannot multiply the traffic
+ * (a resend per heartbeat reply did: each started another stream of the whole snapshot).
+ */
+export const snapshotChunksInFlightMax = 4;
 /** Read-index requests pending on the leader; beyond it one is refused. */
 export const pendingReadsMax = 4096;
 /** Largest entry payload accepted by propose. */

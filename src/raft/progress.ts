@@ -66,6 +66,11 @@ export class Progress {
   /** In snapshot state: the index of the snapshot being sent, and bytes acknowledged. */
   pendingSnapshot = 0;
   snapshotOffset = 0;
+  /** In snapshot state: where the next chunk starts, and whether the last one went out. */
+  snapshotSent = 0;
+  snapshotSentAll = false;
+  /** In snapshot state: periodic heartbeat rounds since the acknowledged bytes last grew. */
+  snapshotStalledBeats = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   readonly inflights: Inflights;
@@ -93,14 +98,21 @@ export class Progress {
   becomeSnapshot(index: number): void {
     this.reset('snapshot');
     this.pendingSnapshot = index;
-    this.snapshotOffset = 0;
+  }
+
+  /** In snapshot state: send again from the acknowledged offset (chunks were lost). */
+  rewindSnapshot(offset = this.snapshotOffset): void {
+    this.snapshotOffset = offset;
+    this.snapshotSent = offset;
+    this.snapshotSentAll = false;
+    this.snapshotStalledBeats = 0;
   }
 
   private reset(state: ProgressState): void {
     this.state = state;
     this.probeSent = false;
     this.pendingSnapshot = 0;
-    this.snapshotOffset = 0;
+    this.rewindSnapshot(0);
     this.inflights.reset();
   }
 

@@ -6,7 +6,7 @@
  * Paper sections cited are from Ongaro & Ousterhout, "In Search of an Understandable
  * Consensus Algorithm" (§5, §6, §7) and Ongaro's thesis (thesis §x).
  */
-import { concatBytes } from '../core/bytes.js';
+import { Pieces } from '../core/bytes.js';
 import { assert, assertNever } from '../core/assert.js';
 import { decode, encode } from '../core/codec.js';
 import { ChorusError } from '../core/errors.js';
@@ -21,6 +21,7 @@ import {
   inflightMessagesMax,
   pendingReadsMax,
   snapshotChunkBytes,
+  snapshotChunksInFlightMax,
   uncommittedBytesMax,
 } from './constants.js';
 import { entryBytes, RaftLog } from './log.js';
@@ -382,6 +383,10 @@ export class Raft {
             ? `${leasePrefix}${this.ticks}`
             : '';
       this.broadcastHeartbeat(context);
+      // Time without snapshot progress is counted in these periodic rounds, not in replies:
+      // a follower resuming after a pause answers a backlog of heartbeats at once.
+      for (const pr of this.progress.values())
+        if (pr.state === 'snapshot') pr.snapshotStalledBeats++;
     }
   }
 
@@ -742,7 +747,11 @@ export class Raft {
     pr.recentActive = true;
     pr.probeSent = false;
     if (pr.state === 'snapshot') {
-      this.sendSnapshotChunk(m.from, pr);
+      // Alive, yet no chunk acknowledged for two heartbeat rounds: some were lost; send again.
+      if (pr.snapshotStalledBeats >= 2) {
+        pr.rewindSnapshot();
+        this.sendSnapshotChunks(m.from, pr);
+      }
     } else if (pr.match < this.log.lastIndex()) {
       // The follower is alive but behind: appends may have been lost. Free a window slot so a
       // full window cannot stall forever, and send an append even if empty — a follower
@@ -1150,36 +1159,55 @@ export class Raft {
       () => `follower ${to} needs compacted entries but no snapshot exists`,
     );
     pr.becomeSnapshot(snapshot.metadata.index);
-    this.sendSnapshotChunk(to, pr);
+    this.sendSnapshotChunks(to, pr);
     return true;
   }
 
-  private sendSnapshotChunk(to: NodeId, pr: Progress): void {
+  /** Sends chunks from `pr.snapshotSent` until the window is full or the last one is out. */
+  private sendSnapshotChunks(to: NodeId, pr: Progress): void {
     const snapshot = this.snapshot;
     if (snapshot === undefined || snapshot.metadata.index !== pr.pendingSnapshot) {
       pr.becomeProbe();
       return;
     }
-    const offset = pr.snapshotOffset;
-    const data = snapshot.data.subarray(offset, offset + snapshotChunkBytes);
-    this.send({
-      type: 'snap',
-      from: this.id,
-      to,
-      term: this.term,
-      metadata: snapshot.metadata,
-      offset,
-      data,
-      done: offset + data.length >= snapshot.data.length,
-    });
+    const window = snapshotChunksInFlightMax * snapshotChunkBytes;
+    while (!pr.snapshotSentAll && pr.snapshotSent - pr.snapshotOffset < window) {
+      const offset = pr.snapshotSent;
+      const data = snapshot.data.subarray(offset, offset + snapshotChunkBytes);
+      const done = offset + data.length >= snapshot.data.length;
+      this.send({
+        type: 'snap',
+        from: this.id,
+        to,
+        term: this.term,
+        metadata: snapshot.metadata,
+        offset,
+        data,
+        done,
+      });
+      pr.snapshotSent = offset + data.length;
+      pr.snapshotSentAll = done;
+    }
   }
 
+  /**
+   * The follower holds `m.offset` bytes: more than before opens the window; fewer (it lost
+   * what it had, e.g. by a restart) sends again from there; the same is a duplicate answer,
+   * left to the heartbeat rule (handleHeartbeatResponse).
+   */
   private handleSnapshotResponse(m: SnapshotResponse, pr: Progress): void {
     pr.recentActive = true;
     if (pr.state !== 'snapshot' || m.index !== pr.pendingSnapshot) return;
-    pr.snapshotOffset = m.offset;
-    if (this.snapshot !== undefined && m.offset < this.snapshot.data.length)
-      this.sendSnapshotChunk(m.from, pr);
+    if (m.offset > pr.snapshotOffset) {
+      pr.snapshotOffset = m.offset;
+      pr.snapshotStalledBeats = 0;
+      if (pr.snapshotSent < m.offset) pr.rewindSnapshot(m.offset);
+    } else if (m.offset < pr.snapshotOffset) {
+      pr.rewindSnapshot(m.offset);
+    } else {
+      return;
+    }
+    this.sendSnapshotChunks(m.from, pr);
   }
 
   private handleSnapshotChunk(m: SnapshotChunk): void {
@@ -1209,7 +1237,8 @@ export class Raft {
       if (m.done) {
         this.installSnapshot({
           metadata: m.metadata,
-          data: concatBytes(incoming.chunks),
+          // Never joined: storage writes the pieces, the state machine reads them in place.
+          data: new Pieces(incoming.chunks),
         });
         this.incomingSnapshot = undefined;
         this.send({
