@@ -7,8 +7,14 @@ import assert from 'node:assert/strict';
 import { crc32c } from '../src/core/crc32c.js';
 import { encodeFrame, FrameDecoder } from '../src/core/frame.js';
 import { seededRandom } from '../src/core/prng.js';
-import { concatBytes, joinInSteps, Pieces } from '../src/core/bytes.js';
-import { decode, encode, msgpackArray, msgpackMapHeader } from '../src/core/codec.js';
+import { concatBytes, joinedBytes, joinInSteps, Pieces } from '../src/core/bytes.js';
+import {
+  decode,
+  encode,
+  msgpackArray,
+  msgpackMapHeader,
+  MsgpackReader,
+} from '../src/core/codec.js';
 import { BadInputError, ChorusError, describeError } from '../src/core/errors.js';
 import { assert as check, AssertionError } from '../src/core/assert.js';
 
@@ -153,6 +159,91 @@ test('Pieces reads any range as the joined bytes would, a view when it lies in o
       },
     ),
   );
+});
+
+test('Pieces.slice gives the bytes of any range as views, copying nothing', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.uint8Array({ maxLength: 20 }), { maxLength: 8 }),
+      fc.integer({ min: -5, max: 200 }),
+      fc.integer({ min: -5, max: 200 }),
+      (parts, a, b) => {
+        const pieces = new Pieces(parts);
+        const slice = pieces.slice(a, b);
+        assert.deepEqual([...joinedBytes(slice)], [...pieces.subarray(a, b)]);
+        for (const view of slice.pieces) assert.ok(parts.some((p) => p.buffer === view.buffer));
+      },
+    ),
+  );
+});
+
+/** Splits bytes at random points into pieces (some empty). */
+const inPieces = (bytes: Uint8Array, cuts: number[]): Pieces => {
+  const at = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((x, y) => x - y);
+  const parts: Uint8Array[] = [];
+  let from = 0;
+  for (const cut of [...at, bytes.length]) {
+    parts.push(bytes.slice(from, cut));
+    from = cut;
+  }
+  return new Pieces(parts);
+};
+
+test('MsgpackReader reads values, headers and bins of bytes in pieces as decode does', () => {
+  // msgpackr's own writer makes every form the reader must frame: fix/8/16/32-bit
+  // lengths, nested arrays and maps, floats, negative and 64-bit integers.
+  const value = fc.oneof(
+    fc.jsonValue(),
+    fc.uint8Array({ maxLength: 300 }),
+    fc.double(),
+    fc.integer({ min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }),
+    fc.string({ minLength: 30, maxLength: 300 }),
+    fc.array(fc.integer(), { minLength: 16, maxLength: 70_000 }).map((a) => a.slice(0, 70_000)),
+  );
+  fc.assert(
+    fc.property(
+      fc.array(value, { maxLength: 6 }),
+      fc.uint8Array({ maxLength: 70_000 }),
+      fc.array(fc.nat(), { maxLength: 10 }),
+      (values, bin, cuts) => {
+        const bytes = concatBytes(
+          msgpackArray([...values.map((v) => ({ value: v })), { binary: [bin] }]),
+        );
+        for (const source of [bytes, inPieces(bytes, cuts)]) {
+          const reader = new MsgpackReader(source);
+          assert.equal(reader.arrayHeader(), values.length + 1);
+          // Equal when encoded again (a bin decodes as the type of the buffer it came from).
+          for (const v of values) assert.deepEqual(encode(reader.value()), encode(v));
+          assert.deepEqual([...joinedBytes(reader.binary())], [...bin]);
+          assert.ok(reader.done());
+        }
+      },
+    ),
+    { numRuns: 60 },
+  );
+});
+
+test('MsgpackReader refuses truncated, mistyped and malformed input with BadInputError', () => {
+  const bytes = concatBytes(
+    msgpackArray([{ value: { a: [1, 'x'] } }, { binary: [new Uint8Array(9)] }]),
+  );
+  for (let end = 1; end < bytes.length; end++) {
+    const reader = new MsgpackReader(bytes.subarray(0, end), 'test');
+    assert.throws(() => {
+      reader.arrayHeader();
+      reader.value();
+      reader.binary();
+    }, BadInputError);
+  }
+  assert.throws(() => new MsgpackReader(encode({ a: 1 })).arrayHeader(), /expected an array/);
+  assert.throws(() => new MsgpackReader(encode([1])).mapHeader(), /expected a map/);
+  assert.throws(() => new MsgpackReader(encode('s')).binary(), /expected a bin/);
+  assert.throws(() => new MsgpackReader(Uint8Array.of(0xc1)).value(), /0xc1 begins no value/);
+  assert.throws(() => new MsgpackReader(new Uint8Array(0)).value(), /truncated/);
+  const map = new MsgpackReader(concatBytes([msgpackMapHeader(1), encode('k'), encode(2)]));
+  assert.ok(map.atMap());
+  assert.equal(map.mapHeader(), 1);
+  assert.deepEqual([map.value(), map.value()], ['k', 2]);
 });
 
 test('errors chain cause and assertions throw', () => {

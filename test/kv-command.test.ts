@@ -3,7 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { plain } from './codec-helpers.js';
+import { Pieces } from '../src/core/bytes.js';
 import { encode } from '../src/core/codec.js';
+import { BadInputError } from '../src/core/errors.js';
 import { LeaseTable } from '../src/kv/lease.js';
 import { decodeKvCommand, encodeKvCommand, KvMachine, type KvCommand } from '../src/kv/machine.js';
 import type { Entry } from '../src/raft/types.js';
@@ -57,4 +59,51 @@ test('old and new forms of a put apply alike; a malformed array is refused', () 
   assert.equal(bad!['error'], 'invalid-argument');
   assert.equal(unknown!['error'], 'invalid-argument');
   assert.equal(machine.revision(), 3);
+});
+
+test('a snapshot restores in steps from pieces; the old state serves until the last step', () => {
+  const machine = new KvMachine(new LeaseTable(1), 2);
+  const entries: Entry[] = Array.from({ length: 9 }, (_, i) => ({
+    index: i + 1,
+    term: 1,
+    type: 'normal',
+    data: encodeKvCommand({ t: 'put', r: { key: enc(`k${i % 5}`), value: enc(`v${i}`) } }),
+  }));
+  machine.apply(entries);
+  const job = machine.snapshotJob();
+  while (!job.step());
+  // Pieces of 7 bytes: every part of the store spans several.
+  const whole = Buffer.concat(job.result());
+  const pieces: Uint8Array[] = [];
+  for (let at = 0; at < whole.length; at += 7) pieces.push(whole.subarray(at, at + 7));
+
+  const follower = new KvMachine(new LeaseTable(1));
+  follower.apply(entries.slice(0, 2));
+  let restored = 0;
+  follower.listener = {
+    events: () => {},
+    compacted: () => {},
+    granted: () => {},
+    revoked: () => {},
+    restored: () => restored++,
+  };
+  const restoring = follower.restoreJob(new Pieces(pieces));
+  let steps = 1;
+  for (; !restoring.step(); steps++) {
+    assert.equal(follower.revision(), 3, 'the old state until the last step');
+    assert.equal(restored, 0);
+  }
+  assert.ok(steps >= 3, `${steps} steps: one per part of two keys, then the index`);
+  assert.equal(restored, 1);
+  assert.equal(follower.revision(), machine.revision());
+  assert.deepEqual(follower.store.hashKv(), machine.store.hashKv());
+  assert.ok(Buffer.from(follower.store.snapshot()).equals(machine.store.snapshot()));
+
+  // Truncated, it fails with BadInputError in some step and leaves the old state whole.
+  const other = new KvMachine(new LeaseTable(1));
+  assert.throws(() => {
+    const job = other.restoreJob(new Pieces(pieces.slice(0, -3)));
+    while (!job.step());
+  }, BadInputError);
+  assert.equal(other.revision(), 1);
 });

@@ -118,6 +118,20 @@ export class Pieces {
     return result;
   }
 
+  /** Bytes [start, end) as pieces that are views of these: nothing is copied. */
+  slice(start = 0, end = this.length): Pieces {
+    start = Math.max(0, Math.min(start, this.length));
+    end = Math.max(start, Math.min(end, this.length));
+    if (start === end) return new Pieces([]);
+    const views: Uint8Array[] = [];
+    for (let i = this.pieceAt(start); i < this.pieces.length && this.starts[i]! < end; i++) {
+      const from = Math.max(start - this.starts[i]!, 0);
+      const to = Math.min(end - this.starts[i]!, this.pieces[i]!.length);
+      if (to > from) views.push(this.pieces[i]!.subarray(from, to));
+    }
+    return new Pieces(views);
+  }
+
   /** The index of the piece holding byte `offset` (< length): the last start at or below it. */
   private pieceAt(offset: number): number {
     let lo = 0;
@@ -139,6 +153,11 @@ export type ByteSource = Uint8Array | Pieces;
 /** The bytes as one buffer (joined, when in pieces). */
 export function joinedBytes(source: ByteSource): Uint8Array {
   return source instanceof Pieces ? concatBytes(source.pieces) : source;
+}
+
+/** Bytes [start, end) of the source, copying nothing (a view, or pieces of views). */
+export function sliceBytes(source: ByteSource, start: number, end: number): ByteSource {
+  return source instanceof Pieces ? source.slice(start, end) : source.subarray(start, end);
 }
 
 /** The bytes as a list of pieces. */

@@ -3,6 +3,7 @@
  * Records are plain objects; `undefined` fields are not written.
  */
 import { Packr } from 'msgpackr';
+import { joinedBytes, sliceBytes, type ByteSource } from './bytes.js';
 import { BadInputError } from './errors.js';
 
 const packr = new Packr({
@@ -86,4 +87,169 @@ function msgpackHeader(
     (length >>> 8) & 0xff,
     length & 0xff,
   );
+}
+
+/**
+ * Reads msgpack values one after another from bytes in one buffer or in pieces, without
+ * joining them: the framing of a large nested snapshot (an array or map header, a bin's
+ * extent) is read where it lies, each bin comes back as a slice of the source, and only a
+ * value decoded whole is copied (when it spans pieces). Malformed or truncated input is a
+ * BadInputError naming the offset.
+ */
+export class MsgpackReader {
+  private at: number;
+  private readonly end: number;
+
+  constructor(
+    private readonly source: ByteSource,
+    private readonly what = 'msgpack',
+  ) {
+    this.at = 0;
+    this.end = source.length;
+  }
+
+  /** Whether every byte has been read. */
+  done(): boolean {
+    return this.at >= this.end;
+  }
+
+  /** The next value's array header: how many items follow. */
+  arrayHeader(): number {
+    const [kind, count, size] = this.head(this.at);
+    if (kind !== 'array') return this.bad(`expected an array, found ${kind}`);
+    this.at += size;
+    return count;
+  }
+
+  /** The next value's map header: how many key–value pairs follow. */
+  mapHeader(): number {
+    const [kind, count, size] = this.head(this.at);
+    if (kind !== 'map') return this.bad(`expected a map, found ${kind}`);
+    this.at += size;
+    return count;
+  }
+
+  /** Whether the next value is a map (read nothing). */
+  atMap(): boolean {
+    return this.head(this.at)[0] === 'map';
+  }
+
+  /** The next value, a bin: its bytes as a slice of the source (nothing copied). */
+  binary(): ByteSource {
+    const [kind, length, size] = this.head(this.at);
+    if (kind !== 'bin') return this.bad(`expected a bin, found ${kind}`);
+    const start = this.at + size;
+    this.need(start + length);
+    this.at = start + length;
+    return sliceBytes(this.source, start, start + length);
+  }
+
+  /** The next value, decoded. */
+  value(): unknown {
+    const start = this.at;
+    const end = this.skip(start);
+    this.at = end;
+    return decode(joinedBytes(sliceBytes(this.source, start, end)));
+  }
+
+  /** The offset just past the value at `at` (its items too, for an array or a map). */
+  private skip(at: number): number {
+    let pending = 1;
+    while (pending > 0) {
+      const [kind, n, size] = this.head(at);
+      pending--;
+      at += size;
+      if (kind === 'array') pending += n;
+      else if (kind === 'map') pending += 2 * n;
+      else at += n;
+      this.need(at);
+    }
+    return at;
+  }
+
+  /**
+   * The header at `at`: its kind, then for an array or map the item count and for any other
+   * value the bytes after the header (payload); and the header's own size.
+   */
+  private head(at: number): [kind: string, n: number, size: number] {
+    this.need(at + 1);
+    const bytes = sliceBytes(this.source, at, Math.min(at + 9, this.end));
+    const b = bytes instanceof Uint8Array ? bytes : joinedBytes(bytes);
+    const c = b[0]!;
+    const uint = (width: number): number => {
+      if (b.length < 1 + width) return this.bad('truncated header');
+      let n = 0;
+      for (let i = 1; i <= width; i++) n = n * 256 + b[i]!;
+      return n;
+    };
+    if (c <= 0x7f || c >= 0xe0) return ['int', 0, 1];
+    if (c <= 0x8f) return ['map', c & 0x0f, 1];
+    if (c <= 0x9f) return ['array', c & 0x0f, 1];
+    if (c <= 0xbf) return ['str', c & 0x1f, 1];
+    switch (c) {
+      case 0xc0:
+        return ['nil', 0, 1];
+      case 0xc2:
+      case 0xc3:
+        return ['bool', 0, 1];
+      case 0xc4:
+      case 0xc5:
+      case 0xc6: {
+        const width = 1 << (c - 0xc4);
+        return ['bin', uint(width), 1 + width];
+      }
+      case 0xc7:
+      case 0xc8:
+      case 0xc9: {
+        const width = 1 << (c - 0xc7);
+        return ['ext', uint(width) + 1, 1 + width];
+      }
+      case 0xca:
+        return ['float', 4, 1];
+      case 0xcb:
+        return ['float', 8, 1];
+      case 0xcc:
+      case 0xcd:
+      case 0xce:
+      case 0xcf:
+        return ['int', 1 << (c - 0xcc), 1];
+      case 0xd0:
+      case 0xd1:
+      case 0xd2:
+      case 0xd3:
+        return ['int', 1 << (c - 0xd0), 1];
+      case 0xd4:
+      case 0xd5:
+      case 0xd6:
+      case 0xd7:
+      case 0xd8:
+        return ['ext', 1 + (1 << (c - 0xd4)), 1];
+      case 0xd9:
+      case 0xda:
+      case 0xdb: {
+        const width = 1 << (c - 0xd9);
+        return ['str', uint(width), 1 + width];
+      }
+      case 0xdc:
+      case 0xdd: {
+        const width = 2 << (c - 0xdc);
+        return ['array', uint(width), 1 + width];
+      }
+      case 0xde:
+      case 0xdf: {
+        const width = 2 << (c - 0xde);
+        return ['map', uint(width), 1 + width];
+      }
+      default:
+        return this.bad(`byte 0x${c.toString(16)} begins no value`);
+    }
+  }
+
+  private need(end: number): void {
+    if (end > this.end) this.bad('truncated');
+  }
+
+  private bad(problem: string): never {
+    throw new BadInputError(`${this.what}: ${problem} at byte ${this.at}`);
+  }
 }

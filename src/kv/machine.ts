@@ -7,8 +7,9 @@
  * Leases live here too (the replicated table); keys attach to and detach from leases as
  * puts and deletes apply, and a revocation deletes every attached key in one revision.
  */
-import { concatBytes } from '../core/bytes.js';
-import { decode, encode, msgpackArray } from '../core/codec.js';
+import { concatBytes, type ByteSource } from '../core/bytes.js';
+import { decode, encode, msgpackArray, MsgpackReader } from '../core/codec.js';
+import { BadInputError } from '../core/errors.js';
 import type { SnapshotJob, StateMachine } from '../raft/driver.js';
 import type { Entry } from '../raft/types.js';
 import { applyDeleteRange, applyPut, applyRange, applyTxn, type Applied } from './apply.js';
@@ -224,9 +225,24 @@ export class KvMachine implements StateMachine, WatchHistory {
   }
 
   restore(data: Uint8Array): void {
-    const [store, leases] = decode(data) as [Uint8Array, ReturnType<LeaseTable['snapshot']>];
-    this.store = MvccStore.restore(store, this.mvccOptions);
-    this.leases.restore(leases);
-    this.listener?.restored();
+    const job = this.restoreJob(data);
+    while (!job.step());
+  }
+
+  /** The store in steps (MvccStore.restoreJob); leases and watchers with its last step. */
+  restoreJob(data: ByteSource): { step(): boolean } {
+    const reader = new MsgpackReader(data, 'kv snapshot');
+    if (reader.arrayHeader() !== 2) throw new BadInputError('kv snapshot: not [store, leases]');
+    const store = MvccStore.restoreJob(reader.binary(), this.mvccOptions);
+    const leases = reader.value() as ReturnType<LeaseTable['snapshot']>;
+    return {
+      step: () => {
+        if (!store.step()) return false;
+        this.store = store.result();
+        this.leases.restore(leases);
+        this.listener?.restored();
+        return true;
+      },
+    };
   }
 }

@@ -19,10 +19,11 @@
  * (copy-on-write by path). A `Rev` is never mutated once linked, so histories are shared.
  */
 import { assert, assertInteger } from '../core/assert.js';
-import { concatBytes } from '../core/bytes.js';
-import { decode, encode, msgpackArray, msgpackMapHeader } from '../core/codec.js';
+import { concatBytes, joinedBytes, type ByteSource } from '../core/bytes.js';
+import { decode, encode, msgpackArray, msgpackMapHeader, MsgpackReader } from '../core/codec.js';
 import { crc32c } from '../core/crc32c.js';
 import { BadInputError } from '../core/errors.js';
+import type { StepJob } from '../core/job.js';
 import { KvError } from './errors.js';
 import type {
   Bytes,
@@ -1093,22 +1094,42 @@ export class MvccStore {
   }
 
   /** The store a snapshot was taken of; malformed data is a BadInputError. */
-  static restore(data: Uint8Array, options: MvccOptions = {}): MvccStore {
+  static restore(data: ByteSource, options: MvccOptions = {}): MvccStore {
+    const job = MvccStore.restoreJob(data, options);
+    while (!job.step());
+    return job.result();
+  }
+
+  /**
+   * The store a snapshot was taken of, rebuilt in steps: each step reads one part of the
+   * snapshot (at most `snapshotRevisionsPerStep` revisions; a plain one-part snapshot is one
+   * step), the last one builds the index and the revision log. The snapshot's bytes may be
+   * in pieces (as received from a leader); they are never joined. Malformed data is a
+   * BadInputError from the step that reads it.
+   */
+  static restoreJob(data: ByteSource, options: MvccOptions = {}): StepJob<MvccStore> {
     const o = optionsOf(options);
-    const raw = decode(data) as { parts?: unknown } | undefined;
-    const images =
-      raw !== null && typeof raw === 'object' && Array.isArray(raw.parts)
-        ? raw.parts.map((part) => {
-            if (!(part instanceof Uint8Array)) throw new BadInputError('mvcc snapshot: a part');
-            return parseImage(decode(part));
-          })
-        : [parseImage(raw)];
-    const first = images[0];
-    if (first === undefined) throw new BadInputError('mvcc snapshot: no parts');
+    const reader = new MsgpackReader(data, 'mvcc snapshot');
+    // { format, parts: [bin…] } (snapshotJob's form for several parts), else one image.
+    let parts = 1;
+    let plain = true;
+    if (reader.atMap() && reader.mapHeader() === 2) {
+      if (reader.value() !== 'format' || reader.value() !== mvccLimits.snapshotFormat)
+        throw new BadInputError('mvcc snapshot: unknown format');
+      if (reader.value() !== 'parts') throw new BadInputError('mvcc snapshot: no parts');
+      parts = reader.arrayHeader();
+      plain = false;
+    }
+    if (parts === 0) throw new BadInputError('mvcc snapshot: no parts');
+    let first: SnapshotImage | undefined;
     const keys: Binary[] = [];
     const heads: Rev[] = [];
     const logged: { main: number; sub: number; key: Binary }[] = [];
-    for (const image of images) {
+    let read = 0;
+    let store: MvccStore | undefined;
+    const readPart = (bytes: Uint8Array): void => {
+      const image = parseImage(decode(bytes));
+      first ??= image;
       if (image.revision !== first.revision || image.compactRevision !== first.compactRevision)
         throw new BadInputError('mvcc snapshot: parts of different revisions');
       let keyAt = 0;
@@ -1142,12 +1163,27 @@ export class MvccStore {
         keys.push(key);
         heads.push(head!);
       }
-    }
-    logged.sort((a, b) => a.main - b.main || a.sub - b.sub);
-    const log = new RevisionLog({}, [], o.logChunkEntries);
-    for (const entry of logged) log.append(entry.main, entry.sub, entry.key);
-    const index = KeyIndex.build(keys, heads, o.nodeEntriesMax);
-    return MvccStore.of(new State(index, log, first.revision, first.compactRevision, o));
+    };
+    const step = (): boolean => {
+      if (store !== undefined) return true;
+      if (read < parts) {
+        readPart(joinedBytes(plain ? data : reader.binary()));
+        read++;
+        return false;
+      }
+      if (!reader.done() && !plain) throw new BadInputError('mvcc snapshot: bytes after the parts');
+      logged.sort((a, b) => a.main - b.main || a.sub - b.sub);
+      const log = new RevisionLog({}, [], o.logChunkEntries);
+      for (const entry of logged) log.append(entry.main, entry.sub, entry.key);
+      const index = KeyIndex.build(keys, heads, o.nodeEntriesMax);
+      store = MvccStore.of(new State(index, log, first!.revision, first!.compactRevision, o));
+      return true;
+    };
+    const result = (): MvccStore => {
+      assert(store !== undefined, 'restore job not finished');
+      return store;
+    };
+    return { step, result };
   }
 
   /** Asserts every structural invariant; for tests, O(history). */

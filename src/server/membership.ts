@@ -16,10 +16,11 @@
  * to the KV machine, and puts the table into every snapshot, so a member that joins from a
  * snapshot learns the membership with the data. Deterministic: no clock, no randomness.
  */
-import { concatBytes } from '../core/bytes.js';
-import { decode, encode, msgpackArray } from '../core/codec.js';
+import { concatBytes, type ByteSource } from '../core/bytes.js';
+import { decode, encode, msgpackArray, MsgpackReader } from '../core/codec.js';
+import { BadInputError } from '../core/errors.js';
 import { isNodeId, nodeId, type NodeId } from '../core/ids.js';
-import type { SnapshotJob, StateMachine } from '../raft/driver.js';
+import { restoreJobOf, type SnapshotJob, type StateMachine } from '../raft/driver.js';
 import { decodeConfChange, type ConfChange } from '../raft/raft.js';
 import type { Entry } from '../raft/types.js';
 import { clusterId, memberId } from './ids.js';
@@ -293,9 +294,23 @@ export class ClusterMachine implements StateMachine {
   }
 
   restore(data: Uint8Array): void {
-    const [table, inner] = decode(data) as [StoredTable, Uint8Array];
-    this.table.restore(table);
-    this.inner.restore(inner);
-    this.changed();
+    const job = this.restoreJob(data);
+    while (!job.step());
+  }
+
+  /** The inner machine in steps; the table with its last step. */
+  restoreJob(data: ByteSource): { step(): boolean } {
+    const reader = new MsgpackReader(data, 'cluster snapshot');
+    if (reader.arrayHeader() !== 2) throw new BadInputError('cluster snapshot: not [table, kv]');
+    const table = reader.value() as StoredTable;
+    const inner = restoreJobOf(this.inner, reader.binary());
+    return {
+      step: () => {
+        if (!inner.step()) return false;
+        this.table.restore(table);
+        this.changed();
+        return true;
+      },
+    };
   }
 }

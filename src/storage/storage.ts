@@ -40,7 +40,7 @@ import {
   tmpSuffix,
   walDirName,
 } from './constants.js';
-import { concatBytes } from '../core/bytes.js';
+import { concatBytes, piecesOf } from '../core/bytes.js';
 import { piecesLength } from '../core/codec.js';
 import { pauseAfterStepMs } from '../core/constants.js';
 import {
@@ -48,7 +48,6 @@ import {
   encodeEntry,
   encodeHardStateFile,
   encodeSegmentHeader,
-  snapshotFilePieces,
   snapshotFileJob,
   encodeSnapshotMarker,
 } from './record.js';
@@ -134,8 +133,11 @@ type Op =
   | SaveOp
   | {
       kind: 'snapshot';
-      /** The file to write first; undefined when it is already durable (saveSnapshotOfLog). */
-      file: readonly Uint8Array[] | undefined;
+      /**
+       * The file to checksum and write first; undefined when it is already durable
+       * (saveSnapshotOfLog).
+       */
+      file: SnapshotFile | undefined;
       marker: Uint8Array;
       index: number;
       done: StorageDone;
@@ -144,6 +146,7 @@ type Op =
   | { kind: 'close'; done: StorageDone };
 
 type Step = (next: Done) => void;
+type SnapshotFile = ReturnType<typeof snapshotFileJob>;
 
 /**
  * Writes pieces one after another from the file's start: a large piece in a write of its
@@ -381,9 +384,14 @@ export class RaftStorage {
         ),
       );
     }
-    let file: Uint8Array[];
+    let file: SnapshotFile;
     try {
-      file = snapshotFilePieces(snapshot, snapshotSizeBytesMax);
+      file = snapshotFileJob(
+        snapshot.metadata,
+        piecesOf(snapshot.data),
+        snapshotSizeBytesMax,
+        snapshotFileBytesPerStep,
+      );
     } catch (error) {
       return done(asChorusError(error));
     }
@@ -436,19 +444,9 @@ export class RaftStorage {
       return failed(asChorusError(error));
     }
     this.snapshotsOfLogPending++;
-    // Copied and checksummed a slice per turn of the event loop, paced, then written.
-    const encode = (): void => {
-      const { timers, clock } = this.env;
-      const startedMs = clock?.monotonicMs() ?? 0;
-      let finished = job.step();
-      while (!finished && timers === undefined) finished = job.step();
-      if (!finished) {
-        const stepMs = clock === undefined ? 0 : clock.monotonicMs() - startedMs;
-        timers!.set(pauseAfterStepMs(stepMs), encode);
-        return;
-      }
-      this.writeSnapshotFile(job.result(), written);
-    };
+    // Checksummed a slice per turn of the event loop, paced (background work), then written.
+    const encode = (): void =>
+      this.inSteps(job, true, () => this.writeSnapshotFile(job.result(), written));
     const written = (error: DiskError | undefined): void => {
       this.snapshotsOfLogPending--;
       this.queueMarker(index, term, error, (markerError) => {
@@ -487,6 +485,23 @@ export class RaftStorage {
       index,
       done,
     });
+  }
+
+  /**
+   * Runs a job one step per turn of the event loop (all at once when the env has no timers),
+   * `paced` pausing after each step as background work does (pauseAfterStepMs), then `done`.
+   */
+  private inSteps(job: { step(): boolean }, paced: boolean, done: () => void): void {
+    const { timers, clock } = this.env;
+    const next = (): void => {
+      const startedMs = clock?.monotonicMs() ?? 0;
+      let finished = job.step();
+      while (!finished && timers === undefined) finished = job.step();
+      if (finished) return done();
+      const stepMs = clock === undefined ? 0 : clock.monotonicMs() - startedMs;
+      timers!.set(paced ? pauseAfterStepMs(stepMs) : 0, next);
+    };
+    next();
   }
 
   private runIfSnapshotFilesIdle(): void {
@@ -619,7 +634,13 @@ export class RaftStorage {
         return this.finish([op], (next) =>
           series(
             [
-              op.file === undefined ? undefined : (step) => this.writeSnapshotFile(op.file!, step),
+              // A received snapshot, checksummed in steps (unpaced: the node waits for it).
+              op.file === undefined
+                ? undefined
+                : (step) =>
+                    this.inSteps(op.file!, false, () =>
+                      this.writeSnapshotFile(op.file!.result(), step),
+                    ),
               (step) => this.appendWal([op.marker], op.index + 1, op.index, step),
               (step) => {
                 this.durableHard.commit = Math.max(this.durableHard.commit, op.index);

@@ -11,11 +11,17 @@
  * - leader completeness: a leader holds every entry committed in an earlier term;
  * - durability: a leader's match index for a follower is in the follower's log.
  */
-import { decode, encode, msgpackArray } from '../core/codec.js';
+import type { ByteSource } from '../core/bytes.js';
+import { encode, msgpackArray, MsgpackReader } from '../core/codec.js';
 import { crc32c } from '../core/crc32c.js';
-import { ChorusError } from '../core/errors.js';
+import { BadInputError, ChorusError } from '../core/errors.js';
 import type { NodeId } from '../core/ids.js';
-import type { RaftDriver, SnapshotJob, StateMachine } from '../raft/driver.js';
+import {
+  restoreJobOf,
+  type RaftDriver,
+  type SnapshotJob,
+  type StateMachine,
+} from '../raft/driver.js';
 import { compareBytes } from '../kv/keys.js';
 import type { ConfChange } from '../raft/raft.js';
 import type { Entry } from '../raft/types.js';
@@ -99,10 +105,25 @@ export class ChainedStateMachine implements StateMachine {
   }
 
   restore(data: Uint8Array): void {
-    const [chain, index, inner] = decode(data) as [number, number, Uint8Array];
-    this.chain = chain;
-    this.index = index;
-    this.inner.restore(inner);
+    const job = this.restoreJob(data);
+    while (!job.step());
+  }
+
+  /** The inner machine in steps; the chain with its last step. */
+  restoreJob(data: ByteSource): { step(): boolean } {
+    const reader = new MsgpackReader(data, 'chained snapshot');
+    if (reader.arrayHeader() !== 3) throw new BadInputError('chained snapshot: not 3 items');
+    const chain = reader.value() as number;
+    const index = reader.value() as number;
+    const inner = restoreJobOf(this.inner, reader.binary());
+    return {
+      step: () => {
+        if (!inner.step()) return false;
+        this.chain = chain;
+        this.index = index;
+        return true;
+      },
+    };
   }
 }
 
