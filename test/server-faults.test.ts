@@ -1,8 +1,9 @@
 // Goal: faults on real `chorus server` processes lose no acknowledged write and serve no stale
 // read. Eight clients get, put and compare-and-swap a few keys through random members of a
 // 3-process loopback cluster while the leader is killed with -9 and restarted, stopped with
-// SIGSTOP and continued (then a follower), and the whole cluster is restarted from its data
-// directories. Every operation is recorded as a history and judged by the linearizability
+// SIGSTOP and continued (then a follower), a follower is killed while the others compact
+// their logs past it (it catches up from a snapshot), and the whole cluster is restarted from
+// its data directories. Members snapshot every 100 entries, so every case crosses snapshots. Every operation is recorded as a history and judged by the linearizability
 // checker with the kv model; 'unknown' fails as 'not-linearizable' does. After each workload
 // every member reads every key, so a lost write is a read the checker cannot place. A planted
 // change to one read of a recorded history shows the judgment can fail.
@@ -41,6 +42,13 @@ import {
 } from './server-helpers.js';
 
 const seed = Number(process.env['CHORUS_LIVE_SEED'] ?? 6);
+/**
+ * Every member snapshots and compacts its log every this many entries (--snapshot-count,
+ * through the environment, so restarts keep it): each case then crosses snapshots, and a
+ * follower stopped for a few hundred writes must be sent one.
+ */
+const snapshotCount = 100;
+process.env['CHORUS_SNAPSHOT_COUNT'] = String(snapshotCount);
 const clients = 8;
 const keysPerCase = 3;
 /**
@@ -228,6 +236,45 @@ describe('live faults on a 3-process cluster, judged by the linearizability chec
       await phase(w, 'after the follower continued');
     });
   });
+
+  test(
+    "a follower down while the log is compacted catches up from the leader's snapshot",
+    { timeout: 60_000 },
+    async (t) => {
+      const c = live();
+      let down: Member | undefined;
+      const endpoints = (): string[] =>
+        c.members.filter((m) => m !== down).map((m) => `127.0.0.1:${m.clientPort}`);
+      await withWorkload(
+        t,
+        'snapshot',
+        async (w) => {
+          await phase(w, 'before the kill');
+          const leader = await leaderAmong(c.members, electionMsMax);
+          const follower = c.members.find((m) => m !== leader)!;
+          // Killed, not stopped: appends in flight to a stopped process reach it when it
+          // continues, and would carry every entry it missed.
+          down = follower;
+          follower.child.kill('SIGKILL');
+          await follower.exited;
+          // Most operations write: more entries than a snapshot interval, so the leader
+          // compacts past the follower's log.
+          await phase(w, 'with a follower down', (5 * snapshotCount) / 2);
+          restart(c, follower);
+          const restartedAt = Date.now();
+          await eventually(`${follower.name} installs a snapshot`, electionMsMax, () =>
+            Promise.resolve(
+              follower.stderr.some((line) => line.includes('"snapshot installed"')) || undefined,
+            ),
+          );
+          t.diagnostic(`snapshot: installed ${Date.now() - restartedAt} ms after the restart`);
+          down = undefined;
+          await phase(w, 'after the follower caught up');
+        },
+        endpoints,
+      );
+    },
+  );
 
   test(
     'restart of the whole cluster in the middle of a workload',
