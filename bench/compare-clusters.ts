@@ -111,8 +111,17 @@ function spawnMember(
 /** CHORUS_BENCH_LOG_LEVEL=info keeps the members' info lines (e.g. snapshot timings) too. */
 const chorusLogLevel = process.env['CHORUS_BENCH_LOG_LEVEL'] ?? 'warn';
 
-/** `bin`: another build's bin/chorus.js (bench/ab.ts compares two builds); this one's by default. */
-export async function startChorusCluster(root: string, bin = chorusBin): Promise<BenchCluster> {
+/**
+ * `bin`: another build's bin/chorus.js (bench/ab.ts compares two builds); this one's by default.
+ * `settings`: CHORUS_* variables for the members (e.g. CHORUS_SNAPSHOT_COUNT), and their log
+ * level (warn unless CHORUS_BENCH_LOG_LEVEL says otherwise).
+ */
+export async function startChorusCluster(
+  root: string,
+  bin = chorusBin,
+  settings: { env?: NodeJS.ProcessEnv; logLevel?: string } = {},
+): Promise<BenchCluster> {
+  const logLevel = settings.logLevel ?? chorusLogLevel;
   const { names, clientPorts, peerPorts, initialCluster } = await layout('c');
   const members = names.map((name, i): BenchMember => {
     const client = `http://127.0.0.1:${clientPorts[i]}`;
@@ -123,9 +132,9 @@ export async function startChorusCluster(root: string, bin = chorusBin): Promise
       ...['--name', name, '--data-dir', path.join(root, name)],
       ...['--listen-client-urls', client, '--advertise-client-urls', client],
       ...['--listen-peer-urls', `http://127.0.0.1:${peerPorts[i]}`],
-      ...['--initial-cluster', initialCluster, '--log-level', chorusLogLevel],
+      ...['--initial-cluster', initialCluster, '--log-level', logLevel],
     ];
-    const env = { ...process.env, CHORUS_LOG: chorusLogLevel };
+    const env = { ...process.env, ...settings.env, CHORUS_LOG: logLevel };
     const started = spawnMember(process.execPath, args, env);
     return { name, clientPort: clientPorts[i]!, peerPort: peerPorts[i]!, ...started };
   });

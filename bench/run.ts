@@ -4,7 +4,8 @@
  * `npm run bench -- sim` runs only the benchmarks whose name contains "sim".
  * `npm run bench -- --compare` runs Chorus beside etcd (bench/compare.ts): a benchmark with a
  * `flag` is opt-in, run only when its flag is given, because it is long or needs more than
- * this repository (an etcd binary).
+ * this repository (an etcd binary). `--catch-up` measures a follower catching up from a
+ * snapshot (bench/catch-up.ts).
  */
 import { transportBench } from './transport.js';
 import { simBench } from './sim.js';
@@ -12,6 +13,7 @@ import { checkBench } from './check.js';
 import { raftBench } from './raft.js';
 import { kvBench } from './kv.js';
 import { compareBench } from './compare.js';
+import { catchUpBench } from './catch-up.js';
 
 export interface Benchmark {
   name: string;
@@ -27,6 +29,7 @@ const benchmarks: Benchmark[] = [
   raftBench,
   kvBench,
   compareBench,
+  catchUpBench,
 ];
 
 const args = process.argv.slice(2);
