@@ -69,8 +69,13 @@ export class Progress {
   /** In snapshot state: where the next chunk starts, and whether the last one went out. */
   snapshotSent = 0;
   snapshotSentAll = false;
-  /** In snapshot state: periodic heartbeat rounds since the acknowledged bytes last grew. */
-  snapshotStalledBeats = 0;
+  /**
+   * Periodic heartbeat rounds since the probe went out (probe state) or since the
+   * acknowledged snapshot bytes last grew (snapshot state): a heartbeat reply resends only
+   * after such rounds, never once per reply (a follower back from a pause answers a backlog
+   * of heartbeats at once, and read-index rounds add replies of their own).
+   */
+  quietRounds = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   readonly inflights: Inflights;
@@ -105,7 +110,7 @@ export class Progress {
     this.snapshotOffset = offset;
     this.snapshotSent = offset;
     this.snapshotSentAll = false;
-    this.snapshotStalledBeats = 0;
+    this.quietRounds = 0;
   }
 
   private reset(state: ProgressState): void {
@@ -134,8 +139,14 @@ export class Progress {
       this.next = lastIndex + 1;
       this.inflights.add(lastIndex, bytes);
     } else if (this.state === 'probe') {
-      this.probeSent = true;
+      this.probeWent();
     }
+  }
+
+  /** In probe state: an append went out; wait for its answer (or a quiet round). */
+  probeWent(): void {
+    this.probeSent = true;
+    this.quietRounds = 0;
   }
 
   /**

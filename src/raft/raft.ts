@@ -383,10 +383,10 @@ export class Raft {
             ? `${leasePrefix}${this.ticks}`
             : '';
       this.broadcastHeartbeat(context);
-      // Time without snapshot progress is counted in these periodic rounds, not in replies:
-      // a follower resuming after a pause answers a backlog of heartbeats at once.
+      // Time without an answer to a probe or snapshot progress is counted in these periodic
+      // rounds, not in replies (Progress.quietRounds).
       for (const pr of this.progress.values())
-        if (pr.state === 'snapshot') pr.snapshotStalledBeats++;
+        if (pr.state === 'snapshot' || (pr.state === 'probe' && pr.probeSent)) pr.quietRounds++;
     }
   }
 
@@ -745,10 +745,11 @@ export class Raft {
 
   private handleHeartbeatResponse(m: HeartbeatResponse, pr: Progress): void {
     pr.recentActive = true;
-    pr.probeSent = false;
+    // A probe unanswered for a round was lost (the follower answers in order): send it again.
+    if (pr.quietRounds >= 1) pr.probeSent = false;
     if (pr.state === 'snapshot') {
       // Alive, yet no chunk acknowledged for two heartbeat rounds: some were lost; send again.
-      if (pr.snapshotStalledBeats >= 2) {
+      if (pr.quietRounds >= 2) {
         pr.rewindSnapshot();
         this.sendSnapshotChunks(m.from, pr);
       }
@@ -809,7 +810,7 @@ export class Raft {
       commit: this.log.committed,
     });
     if (entries.length > 0) pr.sentEntries(entries[entries.length - 1]!.index, bytes);
-    else if (pr.state === 'probe') pr.probeSent = true;
+    else if (pr.state === 'probe') pr.probeWent();
     return true;
   }
 
@@ -1200,7 +1201,7 @@ export class Raft {
     if (pr.state !== 'snapshot' || m.index !== pr.pendingSnapshot) return;
     if (m.offset > pr.snapshotOffset) {
       pr.snapshotOffset = m.offset;
-      pr.snapshotStalledBeats = 0;
+      pr.quietRounds = 0;
       if (pr.snapshotSent < m.offset) pr.rewindSnapshot(m.offset);
     } else if (m.offset < pr.snapshotOffset) {
       pr.rewindSnapshot(m.offset);
