@@ -722,9 +722,11 @@ export class Cluster {
       metadata: { index, term, confState: raft.confState() },
       data: encodeStateMachine(node.applied.filter((a) => a.index <= index)),
     };
-    node.rawNode.compact(snapshot);
+    // keep=N: entries kept before the snapshot's index (the driver's catch-up entries).
+    const keep = args.named.has('keep') ? parseInt10(args.named.get('keep'), 'keep') : 0;
+    node.rawNode.compact(snapshot, keep);
     if ((node.storage.snapshot?.metadata.index ?? 0) < index) node.storage.snapshot = snapshot;
-    node.storage.entries = node.storage.entries.filter((e) => e.index > index);
+    node.storage.entries = node.storage.entries.filter((e) => e.index > index - keep);
     out.push(
       `${id}: snapshot ${term}/${index} ${snapshot.data.length}B; log starts at ${raft.log.firstIndex()}`,
     );

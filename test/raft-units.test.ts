@@ -101,7 +101,14 @@ test('Progress: probe sends one at a time, replicate streams, snapshot pauses', 
   pr.inflights.freeTo(8);
   assert.equal(pr.paused(), false);
   assert.equal(pr.maybeUpdate(5), false, 'a stale ack is no news');
-  pr.becomeSnapshot(20);
+  const confState = {
+    voters: [],
+    learners: [],
+    votersOutgoing: [],
+    learnersNext: [],
+    autoLeave: false,
+  };
+  pr.becomeSnapshot({ metadata: { index: 20, term: 1, confState }, data: new Uint8Array(0) });
   assert.equal(pr.paused(), true);
   pr.becomeProbe();
   assert.equal(pr.next, 21, 'after a snapshot, probe resumes after its index');

@@ -49,6 +49,9 @@ const seed = Number(process.env['CHORUS_LIVE_SEED'] ?? 6);
  */
 const snapshotCount = 100;
 process.env['CHORUS_SNAPSHOT_COUNT'] = String(snapshotCount);
+// Few entries kept before a snapshot (5,000 by default), so a follower down for a few
+// hundred writes needs the snapshot itself.
+process.env['CHORUS_SNAPSHOT_CATCHUP_ENTRIES'] = '20';
 const clients = 8;
 const keysPerCase = 3;
 /**

@@ -57,6 +57,8 @@ export interface KvNodeOptions {
   raft: DriverOptions['raft'];
   tickMs: number;
   snapshotEveryEntries: number;
+  /** DriverOptions.snapshotCatchUpEntries (its default when absent). */
+  snapshotCatchUpEntries?: number;
   forwardDeadlineMs: number;
   /** How often the leader checks lease deadlines and checkpoints remaining TTLs. */
   leaseTickMs: number;
@@ -88,6 +90,7 @@ export const kvBugs = [
   'lease-checkpoint-elapsed',
   'watch-skip',
   'entry-kind-lost',
+  'snapshot-chunk-gap',
 ] as const;
 /**
  * - stale-read: linearizable ranges skip the ReadIndex barrier;
@@ -95,7 +98,9 @@ export const kvBugs = [
  * - watch-skip: a watcher replaying history skips the first revision it missed;
  * - entry-kind-lost: conf-change entries received in appends are read as normal ones (a
  *   wire-codec bug; the KV machine refuses them without a crash, so only the Log Matching
- *   check's comparison of entries sees it).
+ *   check's comparison of entries sees it);
+ * - snapshot-chunk-gap: a follower takes a snapshot chunk beyond the bytes it holds (RaftBug;
+ *   the workload sets it in the Raft config).
  */
 export type KvBug = (typeof kvBugs)[number];
 
@@ -169,6 +174,9 @@ export class KvNode {
       stateMachine: options.wrapStateMachine?.(this.machine) ?? this.machine,
       tickMs: options.tickMs,
       snapshotEveryEntries: options.snapshotEveryEntries,
+      ...(options.snapshotCatchUpEntries === undefined
+        ? {}
+        : { snapshotCatchUpEntries: options.snapshotCatchUpEntries }),
       forwardDeadlineMs: options.forwardDeadlineMs,
       ...(options.bugSkipPersist === true ? { bugSkipPersist: true } : {}),
       ...(options.bug === 'entry-kind-lost' ? { bugEntryKindLost: true } : {}),

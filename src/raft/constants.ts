@@ -22,6 +22,12 @@ export const snapshotChunkBytes = 256 * 1024;
  * (a resend per heartbeat reply did: each started another stream of the whole snapshot).
  */
 export const snapshotChunksInFlightMax = 4;
+/**
+ * Entries a compaction keeps before the snapshot's index (etcd: SnapshotCatchUpEntries), for
+ * followers that install a snapshot older than the newest (RaftDriver; the Raft core keeps
+ * none unless told).
+ */
+export const snapshotCatchUpEntriesDefault = 5000;
 /** Read-index requests pending on the leader; beyond it one is refused. */
 export const pendingReadsMax = 4096;
 /** Largest entry payload accepted by propose. */

@@ -29,7 +29,11 @@ import type { NodeId, TimerId } from '../core/ids.js';
 import type { StepJob } from '../core/job.js';
 import type { Env } from '../env/env.js';
 import { RemoteError, Rpc } from '../transport/rpc.js';
-import { proposalsPendingMax, snapshotJoinBytesPerStep } from './constants.js';
+import {
+  proposalsPendingMax,
+  snapshotCatchUpEntriesDefault,
+  snapshotJoinBytesPerStep,
+} from './constants.js';
 import { fromWire, toWire, type Message } from './messages.js';
 import type { ConfChange, RaftConfig, RestoredState } from './raft.js';
 import { RawNode, type Ready } from './rawnode.js';
@@ -99,6 +103,12 @@ export interface DriverOptions {
   tickMs: number;
   /** Take a snapshot and compact the log every this many applied entries (0: never). */
   snapshotEveryEntries: number;
+  /**
+   * Entries kept before a snapshot's index when the log is compacted to it, so that a
+   * follower that installs an older snapshot continues with entries (snapshotCatchUpEntries
+   * by default).
+   */
+  snapshotCatchUpEntries?: number;
   /** Deadline of a proposal or read forwarded to the leader. */
   forwardDeadlineMs: number;
   /** Deliberately skip the fsync before acknowledging (tests that prove the campaign sees it). */
@@ -661,9 +671,10 @@ export class RaftDriver {
         this.snapshotting = false;
         return;
       }
-      this.node.compact(snapshot);
+      const catchUp = this.options.snapshotCatchUpEntries ?? snapshotCatchUpEntriesDefault;
+      this.node.compact(snapshot, catchUp);
       this.lastSnapshotIndex = index;
-      this.options.store.compact(index, (compactError) => {
+      this.options.store.compact(Math.max(index - catchUp, 0), (compactError) => {
         if (compactError !== undefined)
           throw new FatalError('raft log compaction failed', { cause: compactError });
         this.snapshotting = false;

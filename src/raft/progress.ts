@@ -6,6 +6,7 @@
  * - snapshot: the follower needs a snapshot; appends pause until it is installed.
  */
 import { assert } from '../core/assert.js';
+import type { Snapshot } from './types.js';
 
 export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
@@ -63,7 +64,8 @@ export class Progress {
   state: ProgressState = 'probe';
   /** In probe state: an append was sent and we wait for its answer (or a heartbeat reply). */
   probeSent = false;
-  /** In snapshot state: the index of the snapshot being sent, and bytes acknowledged. */
+  /** In snapshot state: the snapshot being sent, its index, and bytes acknowledged. */
+  snapshotBeingSent: Snapshot | undefined = undefined;
   pendingSnapshot = 0;
   snapshotOffset = 0;
   /** In snapshot state: where the next chunk starts, and whether the last one went out. */
@@ -100,9 +102,10 @@ export class Progress {
     this.next = this.match + 1;
   }
 
-  becomeSnapshot(index: number): void {
+  becomeSnapshot(snapshot: Snapshot): void {
     this.reset('snapshot');
-    this.pendingSnapshot = index;
+    this.snapshotBeingSent = snapshot;
+    this.pendingSnapshot = snapshot.metadata.index;
   }
 
   /** In snapshot state: send again from the acknowledged offset (chunks were lost). */
@@ -116,6 +119,7 @@ export class Progress {
   private reset(state: ProgressState): void {
     this.state = state;
     this.probeSent = false;
+    this.snapshotBeingSent = undefined;
     this.pendingSnapshot = 0;
     this.rewindSnapshot(0);
     this.inflights.reset();

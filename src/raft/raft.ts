@@ -46,9 +46,11 @@ export type Role = 'follower' | 'pre-candidate' | 'candidate' | 'leader';
 /**
  * Deliberate bugs, for proving that the simulation campaign catches them. Never set outside
  * tests. `commit-old-term` commits an entry of an earlier term by counting replicas, the
- * mistake Figure 8 of the paper shows to be unsafe.
+ * mistake Figure 8 of the paper shows to be unsafe. `snapshot-chunk-gap` has a follower take
+ * a snapshot chunk that starts beyond the bytes it holds (a lost chunk skipped, not asked
+ * for again): the snapshot it installs lacks bytes.
  */
-export type RaftBug = 'commit-old-term';
+export type RaftBug = 'commit-old-term' | 'snapshot-chunk-gap';
 
 export interface RaftConfig {
   id: NodeId;
@@ -73,6 +75,8 @@ export interface RaftConfig {
   readOnly?: 'safe' | 'lease';
   /** Bytes of entries per append message (at least one entry); appendBytesMax by default. */
   appendBytesMax?: number;
+  /** Bytes of a snapshot per chunk; snapshotChunkBytes by default (the simulator's are tiny). */
+  snapshotChunkBytes?: number;
   /**
    * Start a new cluster by writing its voters into the log, as etcd does: one `add-voter`
    * conf-change entry per voter at indexes 1..n of term 1, committed (every founding member
@@ -152,6 +156,7 @@ export class Raft {
   private readonly random: Random;
   private readonly bug: RaftBug | undefined;
   private readonly appendBytesMax: number;
+  private readonly snapshotChunkBytes: number;
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
   private randomizedElectionTimeout = 0;
@@ -181,6 +186,7 @@ export class Raft {
     this.readOnly = config.readOnly ?? 'safe';
     this.bug = config.bug;
     this.appendBytesMax = config.appendBytesMax ?? appendBytesMax;
+    this.snapshotChunkBytes = config.snapshotChunkBytes ?? snapshotChunkBytes;
 
     const { hardState, snapshot, entries } = restored;
     if (snapshot !== undefined) {
@@ -1144,13 +1150,19 @@ export class Raft {
 
   // --- snapshots (§7) ------------------------------------------------------------------------
 
-  /** The driver took a state machine snapshot at an applied index: compact the log up to it. */
-  compact(snapshot: Snapshot): void {
+  /**
+   * The driver took a state machine snapshot at an applied index: compact the log up to it,
+   * keeping the `catchUpEntries` before it (etcd's SnapshotCatchUpEntries). A follower that
+   * installs a snapshot the leader has since replaced by a newer one — a large snapshot takes
+   * longer to send than the writes between two snapshots — continues from those entries
+   * instead of needing the newer snapshot, and the one after that, forever.
+   */
+  compact(snapshot: Snapshot, catchUpEntries = 0): void {
     assert(snapshot.metadata.index <= this.log.applied, 'snapshot beyond applied');
     if (this.snapshot !== undefined && snapshot.metadata.index <= this.snapshot.metadata.index)
       return;
     this.snapshot = snapshot;
-    this.log.compact(snapshot.metadata.index);
+    this.log.compact(snapshot.metadata.index - catchUpEntries);
   }
 
   private startSnapshot(to: NodeId, pr: Progress): boolean {
@@ -1159,22 +1171,28 @@ export class Raft {
       snapshot !== undefined,
       () => `follower ${to} needs compacted entries but no snapshot exists`,
     );
-    pr.becomeSnapshot(snapshot.metadata.index);
+    pr.becomeSnapshot(snapshot);
     this.sendSnapshotChunks(to, pr);
     return true;
   }
 
-  /** Sends chunks from `pr.snapshotSent` until the window is full or the last one is out. */
+  /**
+   * Sends chunks from `pr.snapshotSent` until the window is full or the last one is out. The
+   * snapshot is the one the transfer began with, even when a newer one has replaced it here
+   * since: starting over with each new snapshot, a transfer slower than the writes between
+   * two snapshots never ended.
+   */
   private sendSnapshotChunks(to: NodeId, pr: Progress): void {
-    const snapshot = this.snapshot;
-    if (snapshot === undefined || snapshot.metadata.index !== pr.pendingSnapshot) {
+    const snapshot = pr.snapshotBeingSent;
+    if (snapshot === undefined) {
       pr.becomeProbe();
       return;
     }
-    const window = snapshotChunksInFlightMax * snapshotChunkBytes;
+    const chunkBytes = this.snapshotChunkBytes;
+    const window = snapshotChunksInFlightMax * chunkBytes;
     while (!pr.snapshotSentAll && pr.snapshotSent - pr.snapshotOffset < window) {
       const offset = pr.snapshotSent;
-      const data = snapshot.data.subarray(offset, offset + snapshotChunkBytes);
+      const data = snapshot.data.subarray(offset, offset + chunkBytes);
       const done = offset + data.length >= snapshot.data.length;
       this.send({
         type: 'snap',
@@ -1232,7 +1250,8 @@ export class Raft {
       incoming = { index, chunks: [], received: 0 };
       this.incomingSnapshot = incoming;
     }
-    if (m.offset === incoming.received) {
+    const gap = this.bug === 'snapshot-chunk-gap' && m.offset > incoming.received;
+    if (m.offset === incoming.received || gap) {
       incoming.chunks.push(m.data.slice());
       incoming.received += m.data.length;
       if (m.done) {

@@ -88,8 +88,8 @@ export class RawNode {
     this.raft.campaign(false);
   }
 
-  compact(snapshot: Snapshot): void {
-    this.raft.compact(snapshot);
+  compact(snapshot: Snapshot, catchUpEntries = 0): void {
+    this.raft.compact(snapshot, catchUpEntries);
   }
 
   softState(): SoftState {

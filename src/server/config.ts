@@ -15,6 +15,7 @@ import {
   maxRequestBytesDefault,
   snapshotCountDefault,
 } from './constants.js';
+import { snapshotCatchUpEntriesDefault } from '../raft/constants.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -53,6 +54,7 @@ export interface ServerConfig {
   heartbeatIntervalMs: number;
   electionTimeoutMs: number;
   snapshotCount: number;
+  snapshotCatchUpEntries: number;
   maxRequestBytes: number;
   /** Rewrite a URL `:authority` on gRPC connections (src/server/authority.ts). */
   acceptUrlAuthority: boolean;
@@ -155,6 +157,13 @@ export const settings: readonly Setting[] = [
     value: 'n',
     description: 'applied entries between snapshots (after which the log is compacted)',
     default: () => String(snapshotCountDefault),
+  },
+  {
+    flag: 'snapshot-catchup-entries',
+    value: 'n',
+    description:
+      "entries a compaction keeps before the snapshot's index, so that a follower that installs an older snapshot than the newest continues with them (etcd 3.5: --experimental-snapshot-catchup-entries)",
+    default: () => String(snapshotCatchUpEntriesDefault),
   },
   {
     flag: 'max-request-bytes',
@@ -304,6 +313,10 @@ export function resolveConfig(
     heartbeatIntervalMs,
     electionTimeoutMs,
     snapshotCount: positiveInteger(get('snapshot-count'), 'snapshot-count'),
+    snapshotCatchUpEntries: nonNegativeInteger(
+      get('snapshot-catchup-entries'),
+      'snapshot-catchup-entries',
+    ),
     maxRequestBytes: positiveInteger(get('max-request-bytes'), 'max-request-bytes'),
     acceptUrlAuthority: boolean(get('accept-url-authority'), 'accept-url-authority'),
     logLevel: logLevel as ServerConfig['logLevel'],

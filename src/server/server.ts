@@ -314,6 +314,7 @@ class ChorusServer implements StartedServer, ServiceContext {
         },
         tickMs: config.heartbeatIntervalMs,
         snapshotEveryEntries: config.snapshotCount,
+        snapshotCatchUpEntries: config.snapshotCatchUpEntries,
         forwardDeadlineMs,
         ...kvNodeDefaults,
         wrapStateMachine: (machine) =>

@@ -37,6 +37,7 @@ export const kvSimDefaults: KvSimOptions = {
   ...raftWorkloadDefaults,
   // Frequent snapshots: followers install them under watchers and leases.
   snapshotEveryEntries: 50,
+  snapshotCatchUpEntries: 10,
   compactEveryMsMean: 1_000,
   compactKeepRevisions: 20,
 };
@@ -60,9 +61,15 @@ export class KvSimApp implements RaftApp {
         {
           // As the server does: the founding voters are the first log entries (bootstrap), so
           // the campaigns exercise the configuration the way production builds it.
-          raft: { ...raft, appendBytesMax: o.appendBytesMax },
+          raft: {
+            ...raft,
+            appendBytesMax: o.appendBytesMax,
+            snapshotChunkBytes: o.snapshotChunkBytes,
+            ...(o.bug === 'snapshot-chunk-gap' ? { bug: o.bug } : {}),
+          },
           tickMs: o.tickMs,
           snapshotEveryEntries: o.snapshotEveryEntries,
+          snapshotCatchUpEntries: o.snapshotCatchUpEntries,
           forwardDeadlineMs: o.clientTimeoutMs,
           ...kvNodeDefaults,
           progressNotifyMs: 500,

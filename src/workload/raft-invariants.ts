@@ -37,6 +37,8 @@ export interface RaftWorkloadOptions {
   clientTimeoutMs: number;
   tickMs: number;
   snapshotEveryEntries: number;
+  /** Entries kept before a snapshot's index: few, so lagging followers still need snapshots. */
+  snapshotCatchUpEntries: number;
   livenessMsMax: number;
   /**
    * Small appends (a few entries each) make replication interleave with faults, so states
@@ -44,6 +46,11 @@ export interface RaftWorkloadOptions {
    * entry — actually occur.
    */
   appendBytesMax: number;
+  /**
+   * Tiny snapshot chunks: the simulator's snapshots (a few KB) then travel in dozens of
+   * chunks, so lost, duplicated and reordered chunks exercise the window and its resends.
+   */
+  snapshotChunkBytes: number;
 }
 
 export const raftWorkloadDefaults: RaftWorkloadOptions = {
@@ -53,8 +60,10 @@ export const raftWorkloadDefaults: RaftWorkloadOptions = {
   clientTimeoutMs: 1_500,
   tickMs: 10,
   snapshotEveryEntries: 200,
+  snapshotCatchUpEntries: 20,
   livenessMsMax: 20_000,
   appendBytesMax: 128,
+  snapshotChunkBytes: 64,
 };
 
 export interface RaftApp {

@@ -88,6 +88,7 @@ export class RegisterNode {
         raft: {
           peers,
           appendBytesMax: options.appendBytesMax,
+          snapshotChunkBytes: options.snapshotChunkBytes,
           ...(options.bug === 'commit-old-term' ? { bug: options.bug } : {}),
         },
         store: storage,
@@ -95,6 +96,7 @@ export class RegisterNode {
         stateMachine: new ChainedStateMachine(this.sm, onApply),
         tickMs: options.tickMs,
         snapshotEveryEntries: options.snapshotEveryEntries,
+        snapshotCatchUpEntries: options.snapshotCatchUpEntries,
         forwardDeadlineMs: options.clientTimeoutMs,
         ...(options.bug === 'skip-fsync' ? { bugSkipPersist: true } : {}),
       });
