@@ -139,7 +139,7 @@ test('joinInSteps copies at most the budget per call and joins the pieces in ord
   );
 });
 
-test('Pieces reads any range as the joined bytes would, a view when it lies in one piece', () => {
+test('Pieces reads any range as the joined bytes would (a view within a piece; slice copies nothing)', () => {
   fc.assert(
     fc.property(
       fc.array(fc.uint8Array({ maxLength: 20 }), { maxLength: 8 }),
@@ -156,21 +156,8 @@ test('Pieces reads any range as the joined bytes would, a view when it lies in o
         const owner = parts.find((p) => got.length > 0 && p.buffer === got.buffer);
         if (owner !== undefined) assert.ok(got.byteOffset >= owner.byteOffset);
         assert.deepEqual([...pieces.subarray()], [...joined]);
-      },
-    ),
-  );
-});
-
-test('Pieces.slice gives the bytes of any range as views, copying nothing', () => {
-  fc.assert(
-    fc.property(
-      fc.array(fc.uint8Array({ maxLength: 20 }), { maxLength: 8 }),
-      fc.integer({ min: -5, max: 200 }),
-      fc.integer({ min: -5, max: 200 }),
-      (parts, a, b) => {
-        const pieces = new Pieces(parts);
         const slice = pieces.slice(a, b);
-        assert.deepEqual([...joinedBytes(slice)], [...pieces.subarray(a, b)]);
+        assert.deepEqual([...joinedBytes(slice)], [...got]);
         for (const view of slice.pieces) assert.ok(parts.some((p) => p.buffer === view.buffer));
       },
     ),

@@ -115,16 +115,17 @@ export class MsgpackReader {
 
   /** The next value's array header: how many items follow. */
   arrayHeader(): number {
-    const [kind, count, size] = this.head(this.at);
-    if (kind !== 'array') return this.bad(`expected an array, found ${kind}`);
-    this.at += size;
-    return count;
+    return this.header('array', 'an array');
   }
 
   /** The next value's map header: how many key–value pairs follow. */
   mapHeader(): number {
+    return this.header('map', 'a map');
+  }
+
+  private header(want: string, named: string): number {
     const [kind, count, size] = this.head(this.at);
-    if (kind !== 'map') return this.bad(`expected a map, found ${kind}`);
+    if (kind !== want) return this.bad(`expected ${named}, found ${kind}`);
     this.at += size;
     return count;
   }
@@ -182,67 +183,30 @@ export class MsgpackReader {
       for (let i = 1; i <= width; i++) n = n * 256 + b[i]!;
       return n;
     };
+    // A length of 1 << (c - first) bytes (2 << for arrays and maps) follows the code.
+    const sized = (kind: string, first: number, unit: number): [string, number, number] => {
+      const width = unit << (c - first);
+      return [kind, uint(width), 1 + width];
+    };
     if (c <= 0x7f || c >= 0xe0) return ['int', 0, 1];
     if (c <= 0x8f) return ['map', c & 0x0f, 1];
     if (c <= 0x9f) return ['array', c & 0x0f, 1];
     if (c <= 0xbf) return ['str', c & 0x1f, 1];
-    switch (c) {
-      case 0xc0:
-        return ['nil', 0, 1];
-      case 0xc2:
-      case 0xc3:
-        return ['bool', 0, 1];
-      case 0xc4:
-      case 0xc5:
-      case 0xc6: {
-        const width = 1 << (c - 0xc4);
-        return ['bin', uint(width), 1 + width];
-      }
-      case 0xc7:
-      case 0xc8:
-      case 0xc9: {
-        const width = 1 << (c - 0xc7);
-        return ['ext', uint(width) + 1, 1 + width];
-      }
-      case 0xca:
-        return ['float', 4, 1];
-      case 0xcb:
-        return ['float', 8, 1];
-      case 0xcc:
-      case 0xcd:
-      case 0xce:
-      case 0xcf:
-        return ['int', 1 << (c - 0xcc), 1];
-      case 0xd0:
-      case 0xd1:
-      case 0xd2:
-      case 0xd3:
-        return ['int', 1 << (c - 0xd0), 1];
-      case 0xd4:
-      case 0xd5:
-      case 0xd6:
-      case 0xd7:
-      case 0xd8:
-        return ['ext', 1 + (1 << (c - 0xd4)), 1];
-      case 0xd9:
-      case 0xda:
-      case 0xdb: {
-        const width = 1 << (c - 0xd9);
-        return ['str', uint(width), 1 + width];
-      }
-      case 0xdc:
-      case 0xdd: {
-        const width = 2 << (c - 0xdc);
-        return ['array', uint(width), 1 + width];
-      }
-      case 0xde:
-      case 0xdf: {
-        const width = 2 << (c - 0xde);
-        return ['map', uint(width), 1 + width];
-      }
-      default:
-        return this.bad(`byte 0x${c.toString(16)} begins no value`);
+    if (c === 0xc0) return ['nil', 0, 1];
+    if (c === 0xc2 || c === 0xc3) return ['bool', 0, 1];
+    if (c >= 0xc4 && c <= 0xc6) return sized('bin', 0xc4, 1);
+    if (c >= 0xc7 && c <= 0xc9) {
+      const [, length, size] = sized('ext', 0xc7, 1);
+      return ['ext', length + 1, size]; // the type byte, then the data
     }
+    if (c === 0xca || c === 0xcb) return ['float', c === 0xca ? 4 : 8, 1];
+    if (c >= 0xcc && c <= 0xcf) return ['int', 1 << (c - 0xcc), 1];
+    if (c >= 0xd0 && c <= 0xd3) return ['int', 1 << (c - 0xd0), 1];
+    if (c >= 0xd4 && c <= 0xd8) return ['ext', 1 + (1 << (c - 0xd4)), 1];
+    if (c >= 0xd9 && c <= 0xdb) return sized('str', 0xd9, 1);
+    if (c >= 0xdc && c <= 0xdd) return sized('array', 0xdc, 2);
+    if (c >= 0xde) return sized('map', 0xde, 2);
+    return this.bad(`byte 0x${c.toString(16)} begins no value`);
   }
 
   private need(end: number): void {

@@ -10,6 +10,7 @@
 import { concatBytes, type ByteSource } from '../core/bytes.js';
 import { decode, encode, msgpackArray, MsgpackReader } from '../core/codec.js';
 import { BadInputError } from '../core/errors.js';
+import { thenInstall } from '../core/job.js';
 import type { SnapshotJob, StateMachine } from '../raft/driver.js';
 import type { Entry } from '../raft/types.js';
 import { applyDeleteRange, applyPut, applyRange, applyTxn, type Applied } from './apply.js';
@@ -235,14 +236,10 @@ export class KvMachine implements StateMachine, WatchHistory {
     if (reader.arrayHeader() !== 2) throw new BadInputError('kv snapshot: not [store, leases]');
     const store = MvccStore.restoreJob(reader.binary(), this.mvccOptions);
     const leases = reader.value() as ReturnType<LeaseTable['snapshot']>;
-    return {
-      step: () => {
-        if (!store.step()) return false;
-        this.store = store.result();
-        this.leases.restore(leases);
-        this.listener?.restored();
-        return true;
-      },
-    };
+    return thenInstall(store, () => {
+      this.store = store.result();
+      this.leases.restore(leases);
+      this.listener?.restored();
+    });
   }
 }

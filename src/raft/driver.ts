@@ -26,7 +26,7 @@ import { joinInSteps, joinedBytes, type ByteSource } from '../core/bytes.js';
 import { pauseAfterStepMs } from '../core/constants.js';
 import { ChorusError, FatalError, asChorusError } from '../core/errors.js';
 import type { NodeId, TimerId } from '../core/ids.js';
-import type { StepJob } from '../core/job.js';
+import { runInSteps, type StepJob } from '../core/job.js';
 import type { Env } from '../env/env.js';
 import { RemoteError, Rpc } from '../transport/rpc.js';
 import {
@@ -434,32 +434,25 @@ export class RaftDriver {
    * the state is whole; then `done`.
    */
   private restoreInSteps(snapshot: Snapshot, done: () => void): void {
-    const clock = this.env.clock;
-    const startedMs = clock.monotonicMs();
     const job = restoreJobOf(this.options.stateMachine, snapshot.data);
-    let steps = 0;
-    let longestStepMs = 0;
-    let busyMs = 0;
-    const next = (): void => {
-      if (this.stopped) return;
-      const stepStartedMs = clock.monotonicMs();
-      const finished = job.step();
-      const stepMs = clock.monotonicMs() - stepStartedMs;
-      steps++;
-      longestStepMs = Math.max(longestStepMs, stepMs);
-      busyMs += stepMs;
-      if (!finished) return void this.env.timers.set(0, next);
-      this.env.log.info('snapshot installed', {
-        index: snapshot.metadata.index,
-        bytes: snapshot.data.length,
-        steps,
-        longestStepMs: Math.round(longestStepMs),
-        busyMs: Math.round(busyMs),
-        restoreMs: Math.round(clock.monotonicMs() - startedMs),
-      });
-      done();
-    };
-    next();
+    const unpaced = (): number => 0;
+    runInSteps(
+      job,
+      this.env,
+      unpaced,
+      () => this.stopped,
+      (f) => {
+        this.env.log.info('snapshot installed', {
+          index: snapshot.metadata.index,
+          bytes: snapshot.data.length,
+          steps: f.steps,
+          longestStepMs: Math.round(f.longestStepMs),
+          busyMs: Math.round(f.busyMs),
+          restoreMs: Math.round(f.elapsedMs),
+        });
+        done();
+      },
+    );
   }
 
   /** Appends the queued proposals as one batch; leadership lost meanwhile re-routes them. */
@@ -598,8 +591,6 @@ export class RaftDriver {
     if (term === undefined) return;
     const metadata = { index, term, confState: raft.confState() };
     this.snapshotting = true;
-    const clock = this.env.clock;
-    const startedMs = clock.monotonicMs();
     const machine = this.options.stateMachine;
     const job = machine.snapshotJob?.() ?? { step: () => true, result: () => [machine.snapshot()] };
     const store = this.options.store;
@@ -607,39 +598,30 @@ export class RaftDriver {
     // The store writes the pieces into its file as they are; saveSnapshot needs them joined
     // first, which is then part of the job.
     const stepped = ofLog !== undefined ? job : joinedInSteps(job);
-    let steps = 0;
-    let longestStepMs = 0;
-    let busyMs = 0;
-    const pump = (): void => {
-      if (this.stopped) return;
-      const stepStartedMs = clock.monotonicMs();
-      const finished = stepped.step();
-      const stepMs = clock.monotonicMs() - stepStartedMs;
-      steps++;
-      longestStepMs = Math.max(longestStepMs, stepMs);
-      busyMs += stepMs;
-      if (!finished) {
-        this.env.timers.set(pauseAfterStepMs(stepMs), pump);
-        return;
-      }
-      const pieces = stepped.result();
-      this.env.log.info('snapshot encoded', {
-        index,
-        steps,
-        longestStepMs: Math.round(longestStepMs),
-        busyMs: Math.round(busyMs),
-        encodeMs: Math.round(clock.monotonicMs() - startedMs),
-      });
-      if (ofLog !== undefined) {
-        this.saveOwnSnapshot(metadata, (done) => ofLog(metadata, pieces, done));
-        return;
-      }
-      const snapshot = { metadata, data: pieces[0]! };
-      this.saveOwnSnapshot(metadata, (done) =>
-        store.saveSnapshot(snapshot, (error) => done(error, snapshot)),
-      );
-    };
-    pump();
+    runInSteps(
+      stepped,
+      this.env,
+      pauseAfterStepMs,
+      () => this.stopped,
+      (f) => {
+        const pieces = stepped.result();
+        this.env.log.info('snapshot encoded', {
+          index,
+          steps: f.steps,
+          longestStepMs: Math.round(f.longestStepMs),
+          busyMs: Math.round(f.busyMs),
+          encodeMs: Math.round(f.elapsedMs),
+        });
+        if (ofLog !== undefined) {
+          this.saveOwnSnapshot(metadata, (done) => ofLog(metadata, pieces, done));
+          return;
+        }
+        const snapshot = { metadata, data: pieces[0]! };
+        this.saveOwnSnapshot(metadata, (done) =>
+          store.saveSnapshot(snapshot, (error) => done(error, snapshot)),
+        );
+      },
+    );
   }
 
   private saveOwnSnapshot(

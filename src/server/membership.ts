@@ -19,6 +19,7 @@
 import { concatBytes, type ByteSource } from '../core/bytes.js';
 import { decode, encode, msgpackArray, MsgpackReader } from '../core/codec.js';
 import { BadInputError } from '../core/errors.js';
+import { thenInstall } from '../core/job.js';
 import { isNodeId, nodeId, type NodeId } from '../core/ids.js';
 import { restoreJobOf, type SnapshotJob, type StateMachine } from '../raft/driver.js';
 import { decodeConfChange, type ConfChange } from '../raft/raft.js';
@@ -304,13 +305,9 @@ export class ClusterMachine implements StateMachine {
     if (reader.arrayHeader() !== 2) throw new BadInputError('cluster snapshot: not [table, kv]');
     const table = reader.value() as StoredTable;
     const inner = restoreJobOf(this.inner, reader.binary());
-    return {
-      step: () => {
-        if (!inner.step()) return false;
-        this.table.restore(table);
-        this.changed();
-        return true;
-      },
-    };
+    return thenInstall(inner, () => {
+      this.table.restore(table);
+      this.changed();
+    });
   }
 }

@@ -43,6 +43,7 @@ import {
 import { concatBytes, piecesOf } from '../core/bytes.js';
 import { piecesLength } from '../core/codec.js';
 import { pauseAfterStepMs } from '../core/constants.js';
+import { runInSteps } from '../core/job.js';
 import {
   encodeCommit,
   encodeEntry,
@@ -492,16 +493,14 @@ export class RaftStorage {
    * `paced` pausing after each step as background work does (pauseAfterStepMs), then `done`.
    */
   private inSteps(job: { step(): boolean }, paced: boolean, done: () => void): void {
-    const { timers, clock } = this.env;
-    const next = (): void => {
-      const startedMs = clock?.monotonicMs() ?? 0;
-      let finished = job.step();
-      while (!finished && timers === undefined) finished = job.step();
-      if (finished) return done();
-      const stepMs = clock === undefined ? 0 : clock.monotonicMs() - startedMs;
-      timers!.set(paced ? pauseAfterStepMs(stepMs) : 0, next);
-    };
-    next();
+    const pause = paced ? pauseAfterStepMs : (): number => 0;
+    runInSteps(
+      job,
+      this.env,
+      pause,
+      () => false,
+      () => done(),
+    );
   }
 
   private runIfSnapshotFilesIdle(): void {

@@ -15,6 +15,7 @@ import type { ByteSource } from '../core/bytes.js';
 import { encode, msgpackArray, MsgpackReader } from '../core/codec.js';
 import { crc32c } from '../core/crc32c.js';
 import { BadInputError, ChorusError } from '../core/errors.js';
+import { thenInstall } from '../core/job.js';
 import type { NodeId } from '../core/ids.js';
 import {
   restoreJobOf,
@@ -125,14 +126,10 @@ export class ChainedStateMachine implements StateMachine {
     const chain = reader.value() as number;
     const index = reader.value() as number;
     const inner = restoreJobOf(this.inner, reader.binary());
-    return {
-      step: () => {
-        if (!inner.step()) return false;
-        this.chain = chain;
-        this.index = index;
-        return true;
-      },
-    };
+    return thenInstall(inner, () => {
+      this.chain = chain;
+      this.index = index;
+    });
   }
 }
 
