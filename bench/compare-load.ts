@@ -31,7 +31,7 @@ const prefillClients = 32;
 
 type Callback = (error: grpc.ServiceError | null, response: unknown) => void;
 type Unary = (request: object, options: grpc.CallOptions, callback: Callback) => void;
-type KvClient = grpc.Client & { Put: Unary; Range: Unary; Txn: Unary };
+export type KvClient = grpc.Client & { Put: Unary; Range: Unary; Txn: Unary };
 type MaintenanceClient = grpc.Client & { Status: Unary };
 type ClientClass<T> = new (
   address: string,
@@ -59,6 +59,21 @@ function call(method: Unary, client: grpc.Client, request: object): Promise<unkn
       error === null ? resolve(response) : reject(error),
     ),
   );
+}
+
+/** A KV client on a connection of its own to `endpoint` (host:port). */
+export function kvClient(endpoint: string): KvClient {
+  const options = { 'grpc.use_local_subchannel_pool': 1 };
+  return new (etcdserverpb().KV)(endpoint, grpc.credentials.createInsecure(), options);
+}
+
+/** One unary KV call, with the load generator's deadline. */
+export function kvCall(
+  client: KvClient,
+  method: 'Put' | 'Range' | 'Txn',
+  request: object,
+): Promise<unknown> {
+  return call(client[method], client, request);
 }
 
 export interface MemberStatus {

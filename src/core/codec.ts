@@ -97,14 +97,13 @@ function msgpackHeader(
  * BadInputError naming the offset.
  */
 export class MsgpackReader {
-  private at: number;
+  private at = 0;
   private readonly end: number;
 
   constructor(
     private readonly source: ByteSource,
     private readonly what = 'msgpack',
   ) {
-    this.at = 0;
     this.end = source.length;
   }
 
@@ -174,8 +173,7 @@ export class MsgpackReader {
    */
   private head(at: number): [kind: string, n: number, size: number] {
     this.need(at + 1);
-    const bytes = sliceBytes(this.source, at, Math.min(at + 9, this.end));
-    const b = bytes instanceof Uint8Array ? bytes : joinedBytes(bytes);
+    const b = joinedBytes(sliceBytes(this.source, at, Math.min(at + 9, this.end)));
     const c = b[0]!;
     const uint = (width: number): number => {
       if (b.length < 1 + width) return this.bad('truncated header');

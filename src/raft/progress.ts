@@ -64,9 +64,8 @@ export class Progress {
   state: ProgressState = 'probe';
   /** In probe state: an append was sent and we wait for its answer (or a heartbeat reply). */
   probeSent = false;
-  /** In snapshot state: the snapshot being sent, its index, and bytes acknowledged. */
+  /** In snapshot state: the snapshot being sent, and bytes acknowledged. */
   snapshotBeingSent: Snapshot | undefined = undefined;
-  pendingSnapshot = 0;
   snapshotOffset = 0;
   /** In snapshot state: where the next chunk starts, and whether the last one went out. */
   snapshotSent = 0;
@@ -105,7 +104,11 @@ export class Progress {
   becomeSnapshot(snapshot: Snapshot): void {
     this.reset('snapshot');
     this.snapshotBeingSent = snapshot;
-    this.pendingSnapshot = snapshot.metadata.index;
+  }
+
+  /** In snapshot state: the index of the snapshot being sent (0 otherwise). */
+  get pendingSnapshot(): number {
+    return this.snapshotBeingSent?.metadata.index ?? 0;
   }
 
   /** In snapshot state: send again from the acknowledged offset (chunks were lost). */
@@ -120,7 +123,6 @@ export class Progress {
     this.state = state;
     this.probeSent = false;
     this.snapshotBeingSent = undefined;
-    this.pendingSnapshot = 0;
     this.rewindSnapshot(0);
     this.inflights.reset();
   }
