@@ -107,3 +107,69 @@ test('a snapshot restores in steps from pieces; the old state serves until the l
   }, BadInputError);
   assert.equal(other.revision(), 1);
 });
+
+test('alarms: NOSPACE refuses what takes space, CORRUPT every write; both replicate by snapshot', () => {
+  const machine = new KvMachine(new LeaseTable(1));
+  let index = 0;
+  const run = (command: KvCommand): Record<string, unknown> =>
+    machine.apply([
+      { index: ++index, term: 1, type: 'normal', data: encodeKvCommand(command) },
+    ])[0] as Record<string, unknown>;
+  const put = (key: string): KvCommand => ({ t: 'put', r: { key: enc(key), value: enc('v') } });
+  const txn = (withPut: boolean): KvCommand => ({
+    t: 'txn',
+    r: {
+      compare: [],
+      success: [{ range: { key: enc('a') } }],
+      // A put nested in the failure branch of an inner txn still takes space.
+      failure: withPut
+        ? [
+            {
+              txn: {
+                compare: [],
+                success: [],
+                failure: [{ put: { key: enc('z'), value: enc('') } }],
+              },
+            },
+          ]
+        : [],
+    },
+  });
+  assert.ok('ok' in run(put('a')));
+  const raised = run({ t: 'alarm', activate: true, member: '7', alarm: 'NOSPACE' });
+  assert.deepEqual((raised['ok'] as { alarms: unknown }).alarms, [
+    { member: '7', alarm: 'NOSPACE' },
+  ]);
+  assert.equal(run(put('b'))['error'], 'no-space');
+  assert.equal(run(txn(true))['error'], 'no-space');
+  assert.equal(run({ t: 'grant', id: 5, ttl: 10 })['error'], 'no-space');
+  assert.ok('ok' in run(txn(false)), 'a txn without puts applies');
+  assert.ok('ok' in run({ t: 'del', r: { key: enc('a') } }), 'deletes make room');
+  assert.ok('ok' in run({ t: 'compact', revision: machine.revision() }), 'so do compactions');
+  assert.equal(machine.revision(), 3, 'refused writes took no revision');
+
+  // The alarm travels in a snapshot; one taken without alarms has the old two-item form.
+  const copy = new KvMachine(new LeaseTable(1));
+  copy.restore(machine.snapshot());
+  assert.deepEqual(copy.alarms, [{ member: '7', alarm: 'NOSPACE' }]);
+
+  // Deactivating another member's alarm or another type changes nothing.
+  const none = run({ t: 'alarm', activate: false, member: '8', alarm: 'NOSPACE' });
+  assert.deepEqual((none['ok'] as { alarms: unknown }).alarms, []);
+  run({ t: 'alarm', activate: false, member: '7', alarm: 'NOSPACE' });
+  assert.deepEqual(machine.alarms, []);
+  assert.ok('ok' in run(put('b')));
+  const plainSnapshot = machine.snapshot();
+  const back = new KvMachine(new LeaseTable(1));
+  back.restore(plainSnapshot);
+  assert.deepEqual(back.alarms, []);
+  assert.equal(plainSnapshot[0], 0x92, 'a fixarray of two: [store, leases], as before alarms');
+
+  run({ t: 'alarm', activate: true, member: '9', alarm: 'CORRUPT' });
+  assert.equal(run({ t: 'del', r: { key: enc('b') } })['error'], 'corrupt');
+  assert.equal(run({ t: 'compact', revision: machine.revision() })['error'], 'corrupt');
+  assert.equal(
+    run({ t: 'alarm', activate: true, member: '9', alarm: 'NONE' as 'NOSPACE' })['error'],
+    'invalid-argument',
+  );
+});

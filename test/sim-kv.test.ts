@@ -1,15 +1,16 @@
 // Goal: the KV state machine over Raft holds up under every nemesis in the simulator — kv
 // operations stay linearizable, watch streams are ordered, gap-free and equal to the
 // committed history, leases never expire early and their keys vanish with them — and a
-// planted bug in each is caught, proof that the checkers can fail. `npm run sim:long` runs
-// 1,000 seeds of each.
+// planted bug in each is caught, proof that the checkers can fail. `kv-quota` runs the kv
+// workload against a space quota, with NOSPACE raised, refusing writes and disarmed.
+// `npm run sim:long` runs 1,000 seeds of each.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KvBug } from '../src/kv/node.js';
 import { faultKinds } from '../src/sim/nemesis.js';
 import { runSimulation, type RunResult, type SimWorkload } from '../src/sim/run.js';
 import type { KvSimApp } from '../src/workload/kv-app.js';
-import { kvWorkload } from '../src/workload/kv.js';
+import { kvQuotaOptions, kvWorkload } from '../src/workload/kv.js';
 import { leaseWorkload } from '../src/workload/lease.js';
 import { watchWorkload } from '../src/workload/watch.js';
 
@@ -18,6 +19,7 @@ const seeds = 40;
 
 const workloads: Record<string, (bug?: KvBug) => SimWorkload<KvSimApp>> = {
   kv: (bug) => kvWorkload(bug === undefined ? {} : { bug }),
+  'kv-quota': (bug) => kvWorkload({ ...kvQuotaOptions, ...(bug === undefined ? {} : { bug }) }),
   watch: (bug) => watchWorkload(bug === undefined ? {} : { bug }),
   lease: (bug) => leaseWorkload(bug === undefined ? {} : { bug }),
 };
@@ -99,6 +101,8 @@ const planted: [string, KvBug, number?][] = [
   // Followers mostly catch up from the entries kept before a snapshot: one that needs the
   // snapshot itself comes later in a run.
   ['kv', 'snapshot-chunk-gap', 10_000],
+  // A node that raised NOSPACE only in its own state refuses puts the others apply.
+  ['kv-quota', 'alarm-unreplicated'],
 ];
 
 for (const [name, bug, ms] of planted) {

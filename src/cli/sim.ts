@@ -14,7 +14,7 @@ import { broadcastWorkload } from '../workload/broadcast.js';
 import { gossipBugs } from '../gossip/gossip.js';
 import { registerBugs, registerWorkload } from '../workload/register.js';
 import { kvBugs } from '../kv/node.js';
-import { kvWorkload } from '../workload/kv.js';
+import { kvQuotaOptions, kvWorkload } from '../workload/kv.js';
 import { leaseWorkload } from '../workload/lease.js';
 import { watchWorkload } from '../workload/watch.js';
 import type { CliContext } from './context.js';
@@ -26,6 +26,8 @@ export const workloads: Record<string, (bug?: string) => SimWorkload<unknown>> =
   register: (bug) =>
     registerWorkload(bug === undefined ? {} : { bug: parseBug(bug, registerBugs) }),
   kv: (bug) => kvWorkload(bug === undefined ? {} : { bug: parseBug(bug, kvBugs) }),
+  'kv-quota': (bug) =>
+    kvWorkload({ ...kvQuotaOptions, ...(bug === undefined ? {} : { bug: parseBug(bug, kvBugs) }) }),
   watch: (bug) => watchWorkload(bug === undefined ? {} : { bug: parseBug(bug, kvBugs) }),
   lease: (bug) => leaseWorkload(bug === undefined ? {} : { bug: parseBug(bug, kvBugs) }),
 };

@@ -18,6 +18,8 @@ export const kvErrors = {
   'lease-exists': { grpc: 9, message: 'etcdserver: lease already exists' },
   'lease-ttl-too-large': { grpc: 11, message: 'etcdserver: too large lease TTL' },
   'invalid-argument': { grpc: 3, message: 'etcdserver: invalid argument' },
+  'no-space': { grpc: 8, message: 'etcdserver: mvcc: database space exceeded' },
+  corrupt: { grpc: 15, message: 'etcdserver: corrupt cluster' },
 } as const;
 
 export type KvErrorCode = keyof typeof kvErrors;

@@ -29,6 +29,16 @@ import type {
 } from './types.js';
 import type { WatchHistory } from './watch.js';
 
+/** etcd's alarm types (etcdserverpb.AlarmType without NONE). */
+export const alarmTypes = ['NOSPACE', 'CORRUPT'] as const;
+export type AlarmType = (typeof alarmTypes)[number];
+
+/** An active alarm: which member raised it (etcd's member id, as a decimal string) and what. */
+export interface Alarm {
+  member: string;
+  alarm: AlarmType;
+}
+
 export type KvCommand =
   | { t: 'put'; r: PutRequest }
   | { t: 'del'; r: DeleteRangeRequest }
@@ -36,7 +46,8 @@ export type KvCommand =
   | { t: 'compact'; revision: number }
   | { t: 'grant'; id: number; ttl: number }
   | { t: 'revoke'; id: number }
-  | { t: 'checkpoint'; leases: [number, number][] };
+  | { t: 'checkpoint'; leases: [number, number][] }
+  | { t: 'alarm'; activate: boolean; member: string; alarm: AlarmType };
 
 /** A put's flags in its wire form. */
 const putPrevKv = 1;
@@ -105,11 +116,23 @@ export interface KvListener {
   revoked(id: number): void;
   /** The whole state was replaced by a snapshot. */
   restored(): void;
+  /** An alarm became active or was cleared. */
+  alarm?(alarm: Alarm, active: boolean): void;
+}
+
+/** Whether a txn writes in either branch, at any depth (etcd counts it as costing space). */
+export function txnPuts(r: TxnRequest): boolean {
+  return [...r.success, ...r.failure].some((op) => 'put' in op || ('txn' in op && txnPuts(op.txn)));
 }
 
 export class KvMachine implements StateMachine, WatchHistory {
   store: MvccStore;
   listener: KvListener | undefined;
+  /**
+   * The active alarms, replicated as etcd's are: raised and cleared by log entries, in the
+   * snapshot, so every replica refuses the same writes while one is active.
+   */
+  alarms: Alarm[] = [];
 
   constructor(
     readonly leases: LeaseTable,
@@ -157,7 +180,45 @@ export class KvMachine implements StateMachine, WatchHistory {
     });
   }
 
+  hasAlarm(type: AlarmType): boolean {
+    return this.alarms.some((a) => a.alarm === type);
+  }
+
+  /**
+   * etcd's capped appliers: while NOSPACE is active, what takes space (a put, a txn with a
+   * put in either branch, a lease grant) is refused; while CORRUPT is, every write is.
+   * Deletes, compactions and revocations still apply under NOSPACE, so an operator can make
+   * room and disarm.
+   */
+  private refusal(command: KvCommand): KvError | undefined {
+    if (this.alarms.length === 0 || command.t === 'alarm' || command.t === 'checkpoint')
+      return undefined;
+    if (this.hasAlarm('CORRUPT')) return new KvError('corrupt');
+    if (!this.hasAlarm('NOSPACE')) return undefined;
+    const takesSpace =
+      command.t === 'put' || command.t === 'grant' || (command.t === 'txn' && txnPuts(command.r));
+    return takesSpace ? new KvError('no-space') : undefined;
+  }
+
+  private alarm(activate: boolean, member: string, type: AlarmType): { alarms: Alarm[] } {
+    const i = this.alarms.findIndex((a) => a.member === member && a.alarm === type);
+    const alarm = { member, alarm: type };
+    if (activate) {
+      if (i < 0) {
+        this.alarms = [...this.alarms, alarm];
+        this.listener?.alarm?.(alarm, true);
+      }
+      return { alarms: [alarm] };
+    }
+    if (i < 0) return { alarms: [] };
+    this.alarms = this.alarms.filter((_, k) => k !== i);
+    this.listener?.alarm?.(alarm, false);
+    return { alarms: [alarm] };
+  }
+
   private execute(command: KvCommand): unknown {
+    const refused = this.refusal(command);
+    if (refused !== undefined) throw refused;
     const leaseExists = (id: number): boolean => this.leases.exists(id);
     switch (command.t) {
       case 'put':
@@ -187,6 +248,13 @@ export class KvMachine implements StateMachine, WatchHistory {
       case 'checkpoint':
         for (const [id, remaining] of command.leases) this.leases.checkpoint(id, remaining);
         return { revision: this.store.revision };
+      case 'alarm':
+        if (!(alarmTypes as readonly string[]).includes(command.alarm))
+          throw new KvError('invalid-argument', `alarm ${String(command.alarm)}`);
+        return {
+          ...this.alarm(command.activate, String(command.member), command.alarm),
+          revision: this.store.revision,
+        };
     }
   }
 
@@ -214,14 +282,21 @@ export class KvMachine implements StateMachine, WatchHistory {
 
   /**
    * The store is cloned now (O(1)) and encoded in steps; the lease table is small. The
-   * format is msgpack [store snapshot, lease table].
+   * format is msgpack [store snapshot, lease table], with the alarms as a third item while
+   * any is active (so a snapshot without alarms reads as before they existed).
    */
   snapshotJob(): SnapshotJob {
     const store = this.store.snapshotJob(this.snapshotKeysPerStep);
     const leases = this.leases.snapshot();
+    const alarms = this.alarms.map((a) => [a.member, a.alarm]);
     return {
       step: () => store.step(),
-      result: () => msgpackArray([{ binary: store.result() }, { value: leases }]),
+      result: () =>
+        msgpackArray([
+          { binary: store.result() },
+          { value: leases },
+          ...(alarms.length > 0 ? [{ value: alarms }] : []),
+        ]),
     };
   }
 
@@ -233,13 +308,30 @@ export class KvMachine implements StateMachine, WatchHistory {
   /** The store in steps (MvccStore.restoreJob); leases and watchers with its last step. */
   restoreJob(data: ByteSource): { step(): boolean } {
     const reader = new MsgpackReader(data, 'kv snapshot');
-    if (reader.arrayHeader() !== 2) throw new BadInputError('kv snapshot: not [store, leases]');
+    const items = reader.arrayHeader();
+    if (items !== 2 && items !== 3)
+      throw new BadInputError('kv snapshot: not [store, leases] or [store, leases, alarms]');
     const store = MvccStore.restoreJob(reader.binary(), this.mvccOptions);
     const leases = reader.value() as ReturnType<LeaseTable['snapshot']>;
+    const alarms = items === 3 ? alarmsOf(reader.value()) : [];
     return thenInstall(store, () => {
       this.store = store.result();
       this.leases.restore(leases);
+      this.alarms = alarms;
       this.listener?.restored();
     });
   }
+}
+
+function alarmsOf(value: unknown): Alarm[] {
+  if (!Array.isArray(value)) throw new BadInputError('kv snapshot: alarms not a list');
+  return value.map((item: unknown) => {
+    if (
+      !Array.isArray(item) ||
+      typeof item[0] !== 'string' ||
+      !(alarmTypes as readonly unknown[]).includes(item[1])
+    )
+      throw new BadInputError('kv snapshot: malformed alarm');
+    return { member: item[0], alarm: item[1] as AlarmType };
+  });
 }

@@ -23,11 +23,13 @@ import {
 import type { RestoredState } from '../raft/raft.js';
 import type { Respond } from '../transport/rpc.js';
 import { KvError, type KvErrorCode } from './errors.js';
-import { fromBinary, type MvccOptions } from './mvcc.js';
+import { fromBinary, revisionBytes, type MvccOptions } from './mvcc.js';
 import { LeaseClock, LeaseTable } from './lease.js';
 import {
   encodeKvCommand,
   KvMachine,
+  type Alarm,
+  type AlarmType,
   type KvCommand,
   type KvListener,
   type KvOutcome,
@@ -77,6 +79,13 @@ export interface KvNodeOptions {
   wrapStateMachine?: (machine: StateMachine) => StateMachine;
   /** Hears what the machine applies, after the node itself (the simulator's checkers). */
   observe?: Partial<KvListener>;
+  /**
+   * The space quota (etcd's --quota-backend-bytes), against MvccStore.bytes; 0 or absent:
+   * none. A write that would pass it raises the NOSPACE alarm and is refused.
+   */
+  quotaBytes?: number;
+  /** The member an alarm this node raises names (etcd's member id); this node's id if absent. */
+  alarmMember?: string;
 }
 
 export const kvNodeDefaults = {
@@ -91,6 +100,7 @@ export const kvBugs = [
   'watch-skip',
   'entry-kind-lost',
   'snapshot-chunk-gap',
+  'alarm-unreplicated',
 ] as const;
 /**
  * - stale-read: linearizable ranges skip the ReadIndex barrier;
@@ -100,7 +110,9 @@ export const kvBugs = [
  *   wire-codec bug; the KV machine refuses them without a crash, so only the Log Matching
  *   check's comparison of entries sees it);
  * - snapshot-chunk-gap: a follower takes a snapshot chunk beyond the bytes it holds (RaftBug;
- *   the workload sets it in the Raft config).
+ *   the workload sets it in the Raft config);
+ * - alarm-unreplicated: a node over its quota raises NOSPACE in its own state only, not
+ *   through the log, so it alone refuses the puts the others apply.
  */
 export type KvBug = (typeof kvBugs)[number];
 
@@ -119,6 +131,8 @@ export class KvNode {
   private stopped = false;
   /** The term in which the lease clock took over (meaningful while it leads). */
   private leaseTerm = 0;
+  /** A NOSPACE alarm this node proposed and has not yet seen decided. */
+  private raisingAlarm = false;
 
   constructor(
     private readonly env: Env,
@@ -159,6 +173,7 @@ export class KvNode {
         this.watches.restored();
         observe.restored?.();
       },
+      alarm: (alarm, active) => observe.alarm?.(alarm, active),
       revoked: (id) => {
         this.clock.revoked(id);
         const waiting = this.revokeWaiters.get(id) ?? [];
@@ -211,6 +226,8 @@ export class KvNode {
   // --- KV ------------------------------------------------------------------------------------
 
   put(request: PutRequest, done: Done<PutResult & Revisioned>): void {
+    if (this.overQuota(revisionBytes(request.key.length, request.value?.length ?? 0)))
+      return done(new KvError('no-space'), undefined);
     this.write({ t: 'put', r: request }, done);
   }
 
@@ -219,6 +236,7 @@ export class KvNode {
   }
 
   txn(request: TxnRequest, done: Done<TxnResult & Revisioned>): void {
+    if (this.overQuota(txnCost(request))) return done(new KvError('no-space'), undefined);
     this.write({ t: 'txn', r: request }, done);
   }
 
@@ -241,6 +259,7 @@ export class KvNode {
   // --- leases --------------------------------------------------------------------------------
 
   leaseGrant(request: LeaseGrantRequest, done: Done<LeaseGrantResult & Revisioned>): void {
+    if (this.overQuota(leaseGrantCost)) return done(new KvError('no-space'), undefined);
     const chosen = request.id === undefined || request.id === 0;
     const id = chosen ? this.newLeaseId() : request.id!;
     this.write<LeaseGrantResult & Revisioned>(
@@ -329,6 +348,45 @@ export class KvNode {
     this.driver.read((error) =>
       error !== undefined ? done(error, undefined) : done(undefined, this.machine.leases.ids()),
     );
+  }
+
+  // --- alarms --------------------------------------------------------------------------------
+
+  /** The active alarms as this node has applied them (etcd's Alarm GET is local too). */
+  alarms(): readonly Alarm[] {
+    return this.machine.alarms;
+  }
+
+  /** etcd's Alarm ACTIVATE / DEACTIVATE: through the log; answers the alarm it changed. */
+  alarm(
+    activate: boolean,
+    member: string,
+    type: AlarmType,
+    done: Done<{ alarms: Alarm[] } & Revisioned>,
+  ): void {
+    this.write({ t: 'alarm', activate, member, alarm: type }, done);
+  }
+
+  /**
+   * etcd's quota check, before a proposal: would `cost` more bytes pass the quota? Then the
+   * write is refused, and NOSPACE raised unless this member's is active or on its way. The
+   * refusal itself is local (replicas apply what the log holds); the alarm, once applied,
+   * makes every replica refuse what takes space until an operator disarms it.
+   */
+  private overQuota(cost: number): boolean {
+    const quota = this.options.quotaBytes ?? 0;
+    if (quota <= 0 || this.machine.store.bytes + cost <= quota) return false;
+    const member = this.options.alarmMember ?? this.id;
+    const active = this.machine.alarms.some((a) => a.member === member && a.alarm === 'NOSPACE');
+    if (!active && !this.raisingAlarm) {
+      if (this.options.bug === 'alarm-unreplicated') {
+        this.machine.alarms = [...this.machine.alarms, { member, alarm: 'NOSPACE' }];
+      } else {
+        this.raisingAlarm = true;
+        this.alarm(true, member, 'NOSPACE', () => (this.raisingAlarm = false));
+      }
+    }
+    return true;
   }
 
   // --- watches -------------------------------------------------------------------------------
@@ -457,6 +515,25 @@ export class KvNode {
     this.revokeWaiters = new Map();
     for (const list of waiting) for (const done of list) done(error, undefined);
   }
+}
+
+/** What a lease grant costs against the quota (etcd's leaseOverhead). */
+const leaseGrantCost = 64;
+
+/** etcd's txn cost: the larger branch's puts (nested txns counted inside their branch). */
+function txnCost(r: TxnRequest): number {
+  const branch = (ops: TxnRequest['success']): number =>
+    ops.reduce(
+      (sum, op) =>
+        sum +
+        ('put' in op
+          ? revisionBytes(op.put.key.length, op.put.value?.length ?? 0)
+          : 'txn' in op
+            ? txnCost(op.txn)
+            : 0),
+      0,
+    );
+  return Math.max(branch(r.success), branch(r.failure));
 }
 
 /** A forwarded lease call's answer: KV refusals travel as data, keeping their etcd code. */

@@ -30,6 +30,10 @@ export interface KvSimOptions extends RaftWorkloadOptions {
   compactEveryMsMean: number;
   /** Revisions kept behind the current one when compacting. */
   compactKeepRevisions: number;
+  /** Every node's space quota (KvNodeOptions.quotaBytes); 0: none. */
+  quotaBytes: number;
+  /** Mean interval between an operator's alarm disarms (0: never): list, then deactivate each. */
+  disarmEveryMsMean: number;
   bug?: KvBug;
 }
 
@@ -40,6 +44,8 @@ export const kvSimDefaults: KvSimOptions = {
   snapshotCatchUpEntries: 10,
   compactEveryMsMean: 1_000,
   compactKeepRevisions: 20,
+  quotaBytes: 0,
+  disarmEveryMsMean: 0,
 };
 
 export class KvSimApp implements RaftApp {
@@ -78,6 +84,7 @@ export class KvSimApp implements RaftApp {
           mvcc: { nodeEntriesMax: 4 },
           wrapStateMachine: (machine) => new ChainedStateMachine(machine, onApply),
           observe,
+          ...(o.quotaBytes > 0 ? { quotaBytes: o.quotaBytes } : {}),
           ...(o.bug === undefined ? {} : { bug: o.bug }),
         },
         storage,
@@ -115,6 +122,9 @@ export class KvRun {
   pending = 0;
   nextProcess = 0;
   compactions = 0;
+  /** Alarms an operator deactivated (disarmLoop), and writes refused for want of space. */
+  disarmed = 0;
+  refusedNoSpace = 0;
   /** The highest compaction any node applied. */
   maxCompacted = 0;
   private ctx: KvCtx | undefined;
@@ -158,6 +168,7 @@ export class KvRun {
     this.ctx = ctx;
     this.invariants.start(ctx, extra);
     if (this.o.compactEveryMsMean > 0) this.compactLoop(ctx);
+    if (this.o.disarmEveryMsMean > 0) this.disarmLoop(ctx);
   }
 
   /** Every node applies the same events at the same revision. */
@@ -256,11 +267,41 @@ export class KvRun {
       const machine = node.app?.node?.machine;
       if (node.status !== 'up' || machine === undefined || !members.has(node.id)) continue;
       const h = machine.store.hashKv();
-      seen.set(`${h.hash}@${h.revision}/${h.compactRevision}`, node.id);
+      const alarms = machine.alarms.map((a) => `${a.member}:${a.alarm}`).sort();
+      seen.set(
+        `${h.hash}@${h.revision}/${h.compactRevision} alarms [${alarms.join(' ')}]`,
+        node.id,
+      );
     }
     return seen.size <= 1
       ? undefined
       : `stores differ after convergence: ${[...seen].map(([h, id]) => `${id} ${h}`).join(', ')}`;
+  }
+
+  /**
+   * Now and then an operator disarms, as `etcdctl alarm disarm` does: the alarms one node
+   * lists, each deactivated through the log.
+   */
+  private disarmLoop(ctx: KvCtx): void {
+    ctx.world.after(ctx.random.exponential(this.o.disarmEveryMsMean), () => {
+      if (ctx.phase !== 'safety') return;
+      this.operate<unknown>(
+        ctx,
+        ctx.random.int(ctx.cluster.size),
+        (node, reply) => {
+          const alarms = node.alarms();
+          let left = alarms.length;
+          if (left === 0) return reply(undefined, undefined);
+          for (const a of alarms)
+            node.alarm(false, a.member, a.alarm, (error, result) => {
+              if (error === undefined && result!.alarms.length > 0) this.disarmed++;
+              if (--left === 0) reply(undefined, undefined);
+            });
+        },
+        () => undefined,
+      );
+      this.disarmLoop(ctx);
+    });
   }
 
   /** Now and then a client compacts history, keeping the last few revisions. */

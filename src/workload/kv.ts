@@ -8,6 +8,7 @@
 import type { Value } from '../check/history.js';
 import { kvModel } from '../check/models/kv.js';
 import type { Env } from '../env/env.js';
+import { KvError } from '../kv/errors.js';
 import type { RangeResult, TxnRequest, TxnResult } from '../kv/types.js';
 import { faultKinds, type NemesisPlan } from '../sim/nemesis.js';
 import type { SimNode } from '../sim/node.js';
@@ -23,6 +24,16 @@ import {
   type KvSimOptions,
 } from './kv-app.js';
 import { judgeHistory } from './judge.js';
+
+/**
+ * `kv-quota`: the kv workload with a space quota every write soon reaches between two
+ * compactions, and an operator who disarms now and then — NOSPACE raised, replicated,
+ * refusing writes, disarmed, under the same faults and checks.
+ */
+export const kvQuotaOptions: Partial<KvSimOptions> = {
+  quotaBytes: 4_000,
+  disarmEveryMsMean: 700,
+};
 
 export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvSimApp> {
   const run = new KvRun({ ...kvSimDefaults, ...options });
@@ -69,6 +80,8 @@ export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvS
       (outcome) => {
         let type: 'ok' | 'fail' | 'info' = 'ok';
         let output: Value = input;
+        if (outcome.error instanceof KvError && outcome.error.kvCode === 'no-space')
+          run.refusedNoSpace++;
         if (outcome.error !== undefined) type = isDefinite(outcome.error) ? 'fail' : 'info';
         else if (outcome.timedOut === true) type = 'info';
         else if (outcome.down === true) type = 'fail';
@@ -84,7 +97,7 @@ export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvS
   };
 
   return {
-    name: 'kv',
+    name: o.quotaBytes > 0 ? 'kv-quota' : 'kv',
     faults: faultKinds,
     livenessMsMax: o.livenessMsMax,
     create: (env: Env, node: SimNode<KvSimApp>, plan: NemesisPlan) => run.create(env, node, plan),
@@ -105,7 +118,7 @@ export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvS
         problems,
         summary: [
           `operations: ${judged.summary}`,
-          `revisions: ${run.history.size}; compactions: ${run.compactions}; leaders: ${run.invariants.leaderTerms} terms; membership changes: ${run.invariants.membershipChanges} (${run.invariants.nodesAdded} adding a node)`,
+          `revisions: ${run.history.size}; compactions: ${run.compactions};${o.quotaBytes > 0 ? ` writes refused for space: ${run.refusedNoSpace}; alarms disarmed: ${run.disarmed};` : ''} leaders: ${run.invariants.leaderTerms} terms; membership changes: ${run.invariants.membershipChanges} (${run.invariants.nodesAdded} adding a node)`,
         ],
       };
     },
