@@ -103,7 +103,8 @@ export function spawnChorus(
   return { child, stderr, exited };
 }
 
-export async function startCluster(size: number): Promise<Cluster> {
+/** `extraArgs`: more `chorus server` flags, the same for every member. */
+export async function startCluster(size: number, extraArgs: string[] = []): Promise<Cluster> {
   const root = fs.mkdtempSync(join(tmpdir(), 'chorus-server-test-'));
   const ports = await freePorts(2 * size);
   const names = Array.from({ length: size }, (_, i) => `n${i + 1}`);
@@ -112,7 +113,10 @@ export async function startCluster(size: number): Promise<Cluster> {
     const clientPort = ports[2 * i]!;
     const peerPort = ports[2 * i + 1]!;
     const dataDir = join(root, name);
-    const started = spawnChorus(serverArgs(name, dataDir, clientPort, peerPort, initialCluster));
+    const started = spawnChorus([
+      ...serverArgs(name, dataDir, clientPort, peerPort, initialCluster),
+      ...extraArgs,
+    ]);
     return { name, clientPort, peerPort, dataDir, ...started };
   });
   const cluster: Cluster = {

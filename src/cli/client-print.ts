@@ -15,6 +15,7 @@ import {
 } from '../client/gojson.js';
 import { leaseHex, memberHex } from '../client/requests.js';
 import type {
+  AlarmResponse,
   DeleteRangeResponse,
   KeyValue,
   LeaseGrantResponse,
@@ -192,6 +193,12 @@ export class Printer {
     if (this.json) return this.printJson(goMessage('etcdserverpb.MemberListResponse', r));
     const header = ['ID', 'Status', 'Name', 'Peer Addrs', 'Client Addrs', 'Is Learner'];
     this.rows(header, r.members.map(memberRow));
+  }
+
+  /** etcdctl prints each alarm in its protobuf text form (gogo's, with a trailing space). */
+  alarms(r: AlarmResponse): void {
+    if (this.json) return this.printJson(goMessage('etcdserverpb.AlarmResponse', r));
+    for (const a of r.alarms) this.ctx.out(`memberID:${a.memberID} alarm:${a.alarm} `);
   }
 
   endpointHealth(list: readonly EndpointHealth[]): void {

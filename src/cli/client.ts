@@ -1,9 +1,10 @@
 /**
  * The etcd client commands of `chorus`, modelled on etcdctl: put, get, del, txn, compaction,
- * watch, lease, member, endpoint, move-leader and snapshot. Each group lives in its own file;
+ * watch, lease, member, endpoint, move-leader, alarm and snapshot. Each group lives in its own file;
  * this registers them all. docs/cli.md describes them.
  */
 import type { Command } from 'commander';
+import { registerAlarm } from './alarm.js';
 import type { CliContext } from './context.js';
 import { registerEndpoint } from './endpoint.js';
 import { registerKv } from './kv.js';
@@ -18,5 +19,6 @@ export function registerClient(program: Command, ctx: CliContext): void {
   registerLease(program, ctx);
   registerMember(program, ctx);
   registerEndpoint(program, ctx);
+  registerAlarm(program, ctx);
   registerSnapshot(program, ctx);
 }

@@ -56,6 +56,11 @@ export interface ServerConfig {
   snapshotCount: number;
   snapshotCatchUpEntries: number;
   maxRequestBytes: number;
+  /**
+   * --quota-backend-bytes as given: negative disables the quota, 0 asks for the default
+   * (quotaBytesOf decides it), positive is the quota.
+   */
+  quotaBackendBytes: number;
   /** Rewrite a URL `:authority` on gRPC connections (src/server/authority.ts). */
   acceptUrlAuthority: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -170,6 +175,13 @@ export const settings: readonly Setting[] = [
     value: 'bytes',
     description: 'largest client request; larger ones are refused (etcd: request is too large)',
     default: () => String(maxRequestBytesDefault),
+  },
+  {
+    flag: 'quota-backend-bytes',
+    value: 'bytes',
+    description:
+      "the store's space quota (its keys, values and history, counted as docs/kv.md says): a write that would pass it raises the NOSPACE alarm, and writes that take space are refused until the alarm is disarmed; 0 is the default (2 GiB, or 40 % of the process's heap limit if less), a negative number disables it",
+    default: () => '0',
   },
   {
     flag: 'accept-url-authority',
@@ -318,6 +330,7 @@ export function resolveConfig(
       'snapshot-catchup-entries',
     ),
     maxRequestBytes: positiveInteger(get('max-request-bytes'), 'max-request-bytes'),
+    quotaBackendBytes: integer(get('quota-backend-bytes'), 'quota-backend-bytes'),
     acceptUrlAuthority: boolean(get('accept-url-authority'), 'accept-url-authority'),
     logLevel: logLevel as ServerConfig['logLevel'],
   };
@@ -334,6 +347,13 @@ function boolean(text: string, flag: string): boolean {
 export function nonNegativeInteger(text: string, flag: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n))
+    throw new ConfigError(`--${flag} must be a whole number, not ${JSON.stringify(text)}`);
+  return n;
+}
+
+function integer(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^-?\d+$/.test(text.trim()) || !Number.isSafeInteger(n))
     throw new ConfigError(`--${flag} must be a whole number, not ${JSON.stringify(text)}`);
   return n;
 }
@@ -436,4 +456,30 @@ export function namedMembers(cluster: readonly ClusterMember[]): Map<string, Clu
     byName.set(m.name, entries);
   }
   return byName;
+}
+
+/** etcd's default quota (DefaultQuotaBytes). */
+export const quotaBytesDefault = 2 * 1024 ** 3;
+/** Share of V8's heap limit the default quota stays within: the store lives in the heap. */
+export const quotaHeapShare = 0.4;
+
+/**
+ * The quota a member enforces (0: none) for --quota-backend-bytes `configured`, with
+ * `heapLimit` the process's V8 heap limit, and a warning when it cannot be trusted: etcd's
+ * store is a file, Chorus's is in memory, so a quota near the heap limit would let the
+ * process run out of heap before the quota refuses anything.
+ */
+export function quotaBytesOf(
+  configured: number,
+  heapLimit: number,
+): { bytes: number; warning?: string } {
+  if (configured < 0) return { bytes: 0, warning: 'the space quota is disabled' };
+  if (configured === 0)
+    return { bytes: Math.min(quotaBytesDefault, Math.floor(heapLimit * quotaHeapShare)) };
+  if (configured > heapLimit / 2)
+    return {
+      bytes: configured,
+      warning: `--quota-backend-bytes ${configured} is more than half the heap limit (${heapLimit} bytes): the process may run out of memory first; raise the limit with node's --max-old-space-size`,
+    };
+  return { bytes: configured };
 }

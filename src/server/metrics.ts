@@ -51,6 +51,21 @@ export class ServerMetrics {
     help: 'Current MVCC revision of this member',
     registers: [this.registry],
   });
+  readonly storeBytes = new Gauge({
+    name: 'chorus_mvcc_db_size_in_use_bytes',
+    help: "The store's size as the space quota counts it (keys, values and overhead of every retained revision)",
+    registers: [this.registry],
+  });
+  readonly quotaBytes = new Gauge({
+    name: 'chorus_server_quota_backend_bytes',
+    help: 'The space quota this member enforces (0: none)',
+    registers: [this.registry],
+  });
+  readonly alarms = new Gauge({
+    name: 'chorus_alarms_active',
+    help: 'Alarms active in the cluster as this member has applied them (NOSPACE, CORRUPT)',
+    registers: [this.registry],
+  });
   readonly watchers = new Gauge({
     name: 'chorus_watchers',
     help: 'Watchers on this member',

@@ -14,6 +14,7 @@
  * kill -9 at any moment loses none of them either.
  */
 import * as http from 'node:http';
+import { getHeapStatistics } from 'node:v8';
 import { asChorusError, describeError, ChorusError, TimeoutError } from '../core/errors.js';
 import { nodeId, type NodeId } from '../core/ids.js';
 import type { Logger } from '../env/env.js';
@@ -22,7 +23,13 @@ import { KvNode, kvNodeDefaults } from '../kv/node.js';
 import type { RaftStore } from '../raft/driver.js';
 import type { RestoredState } from '../raft/raft.js';
 import { RaftStorage } from '../storage/index.js';
-import { checkAdvertisedPeerUrls, namedMembers, parseUrl, type ServerConfig } from './config.js';
+import {
+  checkAdvertisedPeerUrls,
+  namedMembers,
+  parseUrl,
+  quotaBytesOf,
+  type ServerConfig,
+} from './config.js';
 import {
   etcdVersion,
   forwardDeadlineMs,
@@ -278,6 +285,8 @@ class ChorusServer implements StartedServer, ServiceContext {
   private lastLead = '';
   private observedAtMs: number | undefined;
   private dbSize = { bytes: 0, atMs: -Infinity };
+  /** The space quota this member enforces (0: none); see quotaBytesOf. */
+  readonly quotaBytes: number;
   private readonly log: Logger;
 
   constructor(
@@ -297,6 +306,9 @@ class ChorusServer implements StartedServer, ServiceContext {
     this.metrics = new ServerMetrics({ member: config.name });
     this.requestTimeoutMs = requestTimeoutMsBase + 2 * config.electionTimeoutMs;
     const env = nodeEnv.env;
+    const quota = quotaBytesOf(config.quotaBackendBytes, getHeapStatistics().heap_size_limit);
+    this.quotaBytes = quota.bytes;
+    if (quota.warning !== undefined) this.log.warn(quota.warning, { quotaBytes: quota.bytes });
     this.kv = new KvNode(
       env,
       {
@@ -319,11 +331,23 @@ class ChorusServer implements StartedServer, ServiceContext {
         ...kvNodeDefaults,
         wrapStateMachine: (machine) =>
           new ClusterMachine(machine, this.table, () => this.membershipChanged()),
+        quotaBytes: this.quotaBytes,
+        alarmMember: this.memberIdText,
+        observe: {
+          alarm: (alarm, active) =>
+            this.log.warn(active ? 'alarm raised' : 'alarm cleared', {
+              alarm: alarm.alarm,
+              memberId: alarm.member,
+              storeBytes: this.kv.machine.store.bytes,
+              quotaBytes: this.quotaBytes,
+            }),
+        },
       },
       this.measuredStore(storage),
       recovered,
     );
     this.measureApply();
+    this.metrics.quotaBytes.set(this.quotaBytes);
     this.kv.driver.rpc.handle(memberChangeMethod, (_from, body, respond) =>
       this.changeOnLeader(body as MemberRequest, (error, result) => respond(error, result)),
     );
@@ -540,8 +564,13 @@ class ChorusServer implements StartedServer, ServiceContext {
       raftIndex: raft.log.committed,
       raftTerm: raft.term,
       raftAppliedIndex: this.kv.driver.appliedIndex,
-      errors: raft.lead === '' ? ['etcdserver: no leader'] : [],
-      dbSizeInUse: this.dbSize.bytes,
+      // etcd lists the active alarms here too, in their protobuf text form.
+      errors: [
+        ...(raft.lead === '' ? ['etcdserver: no leader'] : []),
+        ...this.kv.alarms().map((a) => `memberID:${a.member} alarm:${a.alarm} `),
+      ],
+      dbSizeInUse: this.kv.machine.store.bytes,
+      dbSizeQuota: this.quotaBytes,
       isLearner: this.table.get(this.self)?.isLearner ?? false,
     };
   }
@@ -730,6 +759,8 @@ class ChorusServer implements StartedServer, ServiceContext {
     m.committedIndex.set(raft.log.committed);
     m.appliedIndex.set(this.kv.driver.appliedIndex);
     m.revision.set(this.kv.machine.revision());
+    m.storeBytes.set(this.kv.machine.store.bytes);
+    m.alarms.set(this.kv.alarms().length);
     m.watchers.set(this.kv.watches.size);
     if (raft.lead !== this.lastLead) {
       m.leaderChanges.inc();

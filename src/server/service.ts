@@ -9,6 +9,7 @@
  */
 import type { ChorusError } from '../core/errors.js';
 import type { NodeId } from '../core/ids.js';
+import { alarmTypes, type Alarm, type AlarmType } from '../kv/machine.js';
 import type { KvNode } from '../kv/node.js';
 import { status as Status } from '@grpc/grpc-js';
 import {
@@ -194,11 +195,7 @@ export const unaryHandlers: Record<string, UnaryHandler> = {
   'Maintenance.Status': (ctx, _w, reply) => {
     reply(undefined, { header: ctx.header(), ...ctx.status() });
   },
-  'Maintenance.Alarm': (ctx, w, reply) => {
-    // Chorus raises no alarms (no space quota, no corruption check yet): the list is empty.
-    if (w['action'] === 'ACTIVATE') return reply(unimplemented('activating alarms'));
-    reply(undefined, { header: ctx.header(), alarms: [] });
-  },
+  'Maintenance.Alarm': (ctx, w, reply) => alarm(ctx, w, reply),
   'Maintenance.Defragment': (ctx, _w, reply) => {
     // Nothing to defragment: the store lives in memory and the WAL is compacted by snapshots.
     reply(undefined, { header: ctx.header() });
@@ -222,6 +219,40 @@ export const unaryHandlers: Record<string, UnaryHandler> = {
   },
   'Maintenance.Downgrade': (_ctx, _w, reply) => reply(unimplemented('Downgrade')),
 };
+
+/**
+ * etcd's Alarm: GET lists the alarms this member has applied (of one type, or all for
+ * NONE); ACTIVATE and DEACTIVATE go through the log and answer the alarm they changed
+ * (ACTIVATE of one already active answers it too; DEACTIVATE of one not active, nothing).
+ */
+function alarm(ctx: ServiceContext, w: Wire, reply: Reply): void {
+  const type = w['alarm'];
+  const action = w['action'];
+  if (type !== 'NONE' && !(alarmTypes as readonly unknown[]).includes(type))
+    return reply(new StatusError(Status.INVALID_ARGUMENT, `unknown alarm type ${String(type)}`));
+  const message = (a: Alarm): Wire => ({ memberID: a.member, alarm: a.alarm });
+  if (action === 'GET') {
+    const alarms = ctx.kv.alarms().filter((a) => type === 'NONE' || a.alarm === type);
+    return reply(undefined, { header: ctx.header(), alarms: alarms.map(message) });
+  }
+  if (action !== 'ACTIVATE' && action !== 'DEACTIVATE')
+    return reply(
+      new StatusError(Status.INVALID_ARGUMENT, `unknown alarm action ${String(action)}`),
+    );
+  const member = uint64(w['memberID'], 'memberID').toString();
+  if (type === 'NONE') return reply(undefined, { header: ctx.header(), alarms: [] });
+  ctx.kv.alarm(
+    action === 'ACTIVATE',
+    member,
+    type as AlarmType,
+    ctx.guard(
+      answer(ctx, reply, (r) => ({
+        header: ctx.header(r.revision),
+        alarms: r.alarms.map(message),
+      })),
+    ),
+  );
+}
 
 function memberMessage(m: Member): Wire {
   return {
