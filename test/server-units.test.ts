@@ -22,6 +22,8 @@ import {
   fromEnvironment,
   namedMembers,
   parseInitialCluster,
+  quotaBytesDefault,
+  quotaBytesOf,
   readConfigFile,
   resolveConfig,
   settings,
@@ -115,6 +117,22 @@ test('settings: bad values are refused with the flag named', () => {
     [{ 'join-timeout': '-1' }, /--join-timeout must be a whole number/],
   ];
   for (const [flags, message] of bad) assert.throws(() => resolveConfig(flags, {}, {}), message);
+});
+
+test('settings: --quota-backend-bytes — 0 the default within the heap, negative none, else as given', () => {
+  assert.equal(resolveConfig({}, {}, {}).quotaBackendBytes, 0);
+  assert.equal(resolveConfig({ 'quota-backend-bytes': '-1' }, {}, {}).quotaBackendBytes, -1);
+  assert.throws(
+    () => resolveConfig({ 'quota-backend-bytes': '2GB' }, {}, {}),
+    /--quota-backend-bytes must be a whole number/,
+  );
+  const heap = 4 * 1024 ** 3;
+  assert.deepEqual(quotaBytesOf(0, 16 * 1024 ** 3), { bytes: quotaBytesDefault });
+  assert.deepEqual(quotaBytesOf(0, heap), { bytes: Math.floor(heap * 0.4) });
+  assert.equal(quotaBytesOf(-1, heap).bytes, 0);
+  assert.match(quotaBytesOf(-1, heap).warning ?? '', /disabled/);
+  assert.deepEqual(quotaBytesOf(1_000_000, heap), { bytes: 1_000_000 });
+  assert.match(quotaBytesOf(3 * 1024 ** 3, heap).warning ?? '', /more than half the heap limit/);
 });
 
 test("settings: --initial-advertise-peer-urls defaults to and defaults --initial-cluster, as etcd's", () => {
