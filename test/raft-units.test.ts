@@ -159,6 +159,29 @@ test('RaftLog.findConflictByTerm: the last index at or below a term', () => {
   assert.equal(log.findConflictByTerm(10, 2), 4, 'past the end starts at the last index');
 });
 
+test('RaftLog.entriesWithin: the entries ending at an index that fit a count and a byte bound', () => {
+  const log = new RaftLog();
+  // Entries 1..6 of 10, 20, 30, 40, 50, 60 bytes.
+  log.append(
+    [10, 20, 30, 40, 50, 60].map((size, i) => ({
+      term: 1,
+      index: i + 1,
+      type: 'normal' as const,
+      data: new Uint8Array(size),
+    })),
+  );
+  assert.equal(log.entriesWithin(6, 10, 1_000), 6, 'all of them');
+  assert.equal(log.entriesWithin(6, 2, 1_000), 2, 'the count bound');
+  assert.equal(log.entriesWithin(6, 10, 110), 2, '60 + 50 fit, 40 more does not');
+  assert.equal(log.entriesWithin(6, 10, 59), 0, 'not even the last one');
+  assert.equal(log.entriesWithin(3, 10, 1_000), 3, 'from an earlier index');
+  log.stableTo(6, 1);
+  log.commitTo(6);
+  log.appliedTo(6);
+  log.compact(4);
+  assert.equal(log.entriesWithin(6, 10, 1_000), 2, 'only what the log still holds');
+});
+
 test('RaftLog.compact keeps the boundary term; restore replaces the log', () => {
   const log = logWith(1, 1, 2, 2, 3);
   log.commitTo(4);

@@ -92,6 +92,20 @@ for (const [seed, what] of [
   });
 }
 
+test('snapshots are due by bytes too: with the count out of reach, the log is still compacted', () => {
+  const compactedTo = (snapshotLogBytes: number): number => {
+    const result = runSimulation(
+      kvWorkload({ ...kvQuotaOptions, snapshotEveryEntries: 1e9, snapshotLogBytes }),
+      { seed: 2, nodes: 5, nemesis: faultKinds, safetyMs },
+    );
+    assert.ok(result.verdict.ok, result.verdict.problems.join('; '));
+    const summary = result.verdict.summary.join(' ');
+    return Number(/Raft log compacted to (\d+)/.exec(summary)![1]);
+  };
+  assert.ok(compactedTo(1_000) > 0, 'about every 40 entries');
+  assert.equal(compactedTo(1e9), 0, 'no snapshot at all');
+});
+
 /** Workload, bug, and the run's length when the default is too short for it to show. */
 const planted: [string, KvBug, number?][] = [
   ['kv', 'stale-read'],

@@ -61,6 +61,9 @@ export interface KvNodeOptions {
   snapshotEveryEntries: number;
   /** DriverOptions.snapshotCatchUpEntries (its default when absent). */
   snapshotCatchUpEntries?: number;
+  /** DriverOptions.snapshotCatchUpBytes and snapshotLogBytes (their defaults when absent). */
+  snapshotCatchUpBytes?: number;
+  snapshotLogBytes?: number;
   forwardDeadlineMs: number;
   /** How often the leader checks lease deadlines and checkpoints remaining TTLs. */
   leaseTickMs: number;
@@ -192,6 +195,12 @@ export class KvNode {
       ...(options.snapshotCatchUpEntries === undefined
         ? {}
         : { snapshotCatchUpEntries: options.snapshotCatchUpEntries }),
+      ...(options.snapshotCatchUpBytes === undefined
+        ? {}
+        : { snapshotCatchUpBytes: options.snapshotCatchUpBytes }),
+      ...(options.snapshotLogBytes === undefined
+        ? {}
+        : { snapshotLogBytes: options.snapshotLogBytes }),
       forwardDeadlineMs: options.forwardDeadlineMs,
       ...(options.bugSkipPersist === true ? { bugSkipPersist: true } : {}),
       ...(options.bug === 'entry-kind-lost' ? { bugEntryKindLost: true } : {}),

@@ -28,6 +28,18 @@ export const snapshotChunksInFlightMax = 4;
  * none unless told).
  */
 export const snapshotCatchUpEntriesDefault = 5000;
+/**
+ * ...and at most these bytes of them: 5,000 entries of 1.5 MB values would keep 7.5 GB in
+ * memory after every snapshot.
+ */
+export const snapshotCatchUpBytesDefault = 64 * 1024 * 1024;
+/**
+ * Entry bytes applied since the last snapshot after which the driver takes one, whatever
+ * the count: the log is in memory, and 100,000 entries (the default count) of large values
+ * would not fit — a client overwriting one key with 1 MB values, compacting as it goes, stays
+ * under any space quota while the log grows by a megabyte per write.
+ */
+export const snapshotLogBytesDefault = 512 * 1024 * 1024;
 /** Read-index requests pending on the leader; beyond it one is refused. */
 export const pendingReadsMax = 4096;
 /** Largest entry payload accepted by propose. */

@@ -31,7 +31,9 @@ import type { Env } from '../env/env.js';
 import { RemoteError, Rpc } from '../transport/rpc.js';
 import {
   proposalsPendingMax,
+  snapshotCatchUpBytesDefault,
   snapshotCatchUpEntriesDefault,
+  snapshotLogBytesDefault,
   snapshotJoinBytesPerStep,
 } from './constants.js';
 import { fromWire, toWire, type Message } from './messages.js';
@@ -109,6 +111,13 @@ export interface DriverOptions {
    * by default).
    */
   snapshotCatchUpEntries?: number;
+  /** Bytes those catch-up entries may hold at most (snapshotCatchUpBytesDefault). */
+  snapshotCatchUpBytes?: number;
+  /**
+   * Take a snapshot once the entries applied since the last one hold this many bytes, even
+   * before snapshotEveryEntries (snapshotLogBytesDefault).
+   */
+  snapshotLogBytes?: number;
   /** Deadline of a proposal or read forwarded to the leader. */
   forwardDeadlineMs: number;
   /** Deliberately skip the fsync before acknowledging (tests that prove the campaign sees it). */
@@ -158,6 +167,8 @@ export class RaftDriver {
   private readCounter = 0;
   private applied: number;
   private lastSnapshotIndex: number;
+  /** Entry data bytes applied since the last snapshot began (or was installed). */
+  private appliedBytesSinceSnapshot = 0;
   private snapshotting = false;
   private busy = false;
   private drainScheduled = false;
@@ -411,6 +422,7 @@ export class RaftDriver {
       this.restoreInSteps(snapshot, () => {
         this.applied = snapshot.metadata.index;
         this.lastSnapshotIndex = this.applied;
+        this.appliedBytesSinceSnapshot = 0;
         this.forgetProposalsCoveredBy(this.applied);
         this.finishReady(rd);
       });
@@ -531,6 +543,7 @@ export class RaftDriver {
     const results = this.options.stateMachine.apply(entries);
     assert(results.length === entries.length, 'state machine must return one result per entry');
     entries.forEach((entry, i) => {
+      this.appliedBytesSinceSnapshot += entry.data.length;
       let pending = this.proposals.get(entry.index);
       if (pending === undefined) return;
       this.proposals.delete(entry.index);
@@ -584,13 +597,17 @@ export class RaftDriver {
 
   private maybeSnapshot(): void {
     const every = this.options.snapshotEveryEntries;
-    if (every <= 0 || this.snapshotting || this.applied - this.lastSnapshotIndex < every) return;
+    if (every <= 0 || this.snapshotting) return;
+    const logBytes = this.options.snapshotLogBytes ?? snapshotLogBytesDefault;
+    if (this.applied - this.lastSnapshotIndex < every && this.appliedBytesSinceSnapshot < logBytes)
+      return;
     const raft = this.node.raft;
     const index = this.applied;
     const term = raft.log.term(index);
     if (term === undefined) return;
     const metadata = { index, term, confState: raft.confState() };
     this.snapshotting = true;
+    this.appliedBytesSinceSnapshot = 0;
     const machine = this.options.stateMachine;
     const job = machine.snapshotJob?.() ?? { step: () => true, result: () => [machine.snapshot()] };
     const store = this.options.store;
@@ -653,7 +670,11 @@ export class RaftDriver {
         this.snapshotting = false;
         return;
       }
-      const catchUp = this.options.snapshotCatchUpEntries ?? snapshotCatchUpEntriesDefault;
+      const catchUp = this.node.raft.log.entriesWithin(
+        index,
+        this.options.snapshotCatchUpEntries ?? snapshotCatchUpEntriesDefault,
+        this.options.snapshotCatchUpBytes ?? snapshotCatchUpBytesDefault,
+      );
       this.node.compact(snapshot, catchUp);
       this.lastSnapshotIndex = index;
       this.options.store.compact(Math.max(index - catchUp, 0), (compactError) => {

@@ -183,6 +183,21 @@ export class RaftLog {
     if (index > this.applied) this.applied = index;
   }
 
+  /**
+   * How many entries ending at `hi` (held here) fit in `bytesMax` bytes of data, at most
+   * `countMax`: what a compaction to a snapshot at `hi` keeps for followers to catch up.
+   */
+  entriesWithin(hi: number, countMax: number, bytesMax: number): number {
+    let kept = 0;
+    let bytes = 0;
+    for (let i = hi; kept < countMax && i > this.snapshotIndex; i--) {
+      bytes += this.entries[i - this.snapshotIndex - 1]!.data.length;
+      if (bytes > bytesMax) break;
+      kept++;
+    }
+    return kept;
+  }
+
   /** Drops entries up to `index`, already in a snapshot of the state machine. */
   compact(index: number): void {
     if (index <= this.snapshotIndex) return;

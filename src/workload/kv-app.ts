@@ -34,6 +34,9 @@ export interface KvSimOptions extends RaftWorkloadOptions {
   quotaBytes: number;
   /** Mean interval between an operator's alarm disarms (0: never): list, then deactivate each. */
   disarmEveryMsMean: number;
+  /** KvNodeOptions.snapshotLogBytes and snapshotCatchUpBytes (the driver's defaults if absent). */
+  snapshotLogBytes?: number;
+  snapshotCatchUpBytes?: number;
   bug?: KvBug;
 }
 
@@ -76,6 +79,10 @@ export class KvSimApp implements RaftApp {
           tickMs: o.tickMs,
           snapshotEveryEntries: o.snapshotEveryEntries,
           snapshotCatchUpEntries: o.snapshotCatchUpEntries,
+          ...(o.snapshotLogBytes === undefined ? {} : { snapshotLogBytes: o.snapshotLogBytes }),
+          ...(o.snapshotCatchUpBytes === undefined
+            ? {}
+            : { snapshotCatchUpBytes: o.snapshotCatchUpBytes }),
           forwardDeadlineMs: o.clientTimeoutMs,
           ...kvNodeDefaults,
           progressNotifyMs: 500,

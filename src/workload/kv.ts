@@ -28,11 +28,15 @@ import { judgeHistory } from './judge.js';
 /**
  * `kv-quota`: the kv workload with a space quota every write soon reaches between two
  * compactions, and an operator who disarms now and then — NOSPACE raised, replicated,
- * refusing writes, disarmed, under the same faults and checks.
+ * refusing writes, disarmed, under the same faults and checks. Snapshots are due by bytes
+ * too (about every 40 entries, before the count of 50), and the entries kept for catching
+ * up are bounded by bytes (about 5 of the 10).
  */
 export const kvQuotaOptions: Partial<KvSimOptions> = {
   quotaBytes: 4_000,
   disarmEveryMsMean: 700,
+  snapshotLogBytes: 1_000,
+  snapshotCatchUpBytes: 120,
 };
 
 export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvSimApp> {
@@ -111,6 +115,10 @@ export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvS
     converged: (ctx) => run.pending === 0 && run.invariants.converged(ctx),
     check(ctx, converged): Verdict {
       const problems = run.finish(ctx, converged);
+      // Where snapshots compacted the Raft log to, on the node that got furthest.
+      const logFrom = Math.max(
+        ...ctx.cluster.nodes.map((n) => n.app?.driver?.node.raft.log.firstIndex() ?? 1),
+      );
       const judged = judgeHistory('kv workload', run.events, kvModel);
       if (judged.problem !== undefined) problems.push(judged.problem);
       return {
@@ -118,7 +126,7 @@ export function kvWorkload(options: Partial<KvSimOptions> = {}): SimWorkload<KvS
         problems,
         summary: [
           `operations: ${judged.summary}`,
-          `revisions: ${run.history.size}; compactions: ${run.compactions};${o.quotaBytes > 0 ? ` writes refused for space: ${run.refusedNoSpace}; alarms disarmed: ${run.disarmed};` : ''} leaders: ${run.invariants.leaderTerms} terms; membership changes: ${run.invariants.membershipChanges} (${run.invariants.nodesAdded} adding a node)`,
+          `revisions: ${run.history.size}; compactions: ${run.compactions}; Raft log compacted to ${logFrom - 1};${o.quotaBytes > 0 ? ` writes refused for space: ${run.refusedNoSpace}; alarms disarmed: ${run.disarmed};` : ''} leaders: ${run.invariants.leaderTerms} terms; membership changes: ${run.invariants.membershipChanges} (${run.invariants.nodesAdded} adding a node)`,
         ],
       };
     },
