@@ -31,7 +31,7 @@ const prefillClients = 32;
 
 type Callback = (error: grpc.ServiceError | null, response: unknown) => void;
 type Unary = (request: object, options: grpc.CallOptions, callback: Callback) => void;
-export type KvClient = grpc.Client & { Put: Unary; Range: Unary; Txn: Unary };
+export type KvClient = grpc.Client & { Put: Unary; Range: Unary; Txn: Unary; Compact: Unary };
 type MaintenanceClient = grpc.Client & { Status: Unary };
 type ClientClass<T> = new (
   address: string,
@@ -70,7 +70,7 @@ export function kvClient(endpoint: string): KvClient {
 /** One unary KV call, with the load generator's deadline. */
 export function kvCall(
   client: KvClient,
-  method: 'Put' | 'Range' | 'Txn',
+  method: 'Put' | 'Range' | 'Txn' | 'Compact',
   request: object,
 ): Promise<unknown> {
   return call(client[method], client, request);

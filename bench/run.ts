@@ -5,7 +5,8 @@
  * `npm run bench -- --compare` runs Chorus beside etcd (bench/compare.ts): a benchmark with a
  * `flag` is opt-in, run only when its flag is given, because it is long or needs more than
  * this repository (an etcd binary). `--catch-up` measures a follower catching up from a
- * snapshot (bench/catch-up.ts).
+ * snapshot (bench/catch-up.ts); `--large-values` the members' memory under large values
+ * (bench/large-values.ts).
  */
 import { transportBench } from './transport.js';
 import { simBench } from './sim.js';
@@ -14,6 +15,7 @@ import { raftBench } from './raft.js';
 import { kvBench } from './kv.js';
 import { compareBench } from './compare.js';
 import { catchUpBench } from './catch-up.js';
+import { largeValuesBench } from './large-values.js';
 
 export interface Benchmark {
   name: string;
@@ -30,6 +32,7 @@ const benchmarks: Benchmark[] = [
   kvBench,
   compareBench,
   catchUpBench,
+  largeValuesBench,
 ];
 
 const args = process.argv.slice(2);
