@@ -384,7 +384,9 @@ export class KvNode {
    */
   private overQuota(cost: number): boolean {
     const quota = this.options.quotaBytes ?? 0;
-    if (quota <= 0 || this.machine.store.bytes + cost <= quota) return false;
+    // A txn without puts costs nothing and always passes (etcd would refuse even a read-only
+    // txn while its database is over the quota).
+    if (quota <= 0 || cost === 0 || this.machine.store.bytes + cost <= quota) return false;
     const member = this.options.alarmMember ?? this.id;
     const active = this.machine.alarms.some((a) => a.member === member && a.alarm === 'NOSPACE');
     if (!active && !this.raisingAlarm) {

@@ -23,6 +23,13 @@ export const snapshotChunkBytes = 256 * 1024;
  */
 export const snapshotChunksInFlightMax = 4;
 /**
+ * Check-quorum rounds (election timeouts) in a row without a word from a follower after which
+ * the leader gives up a snapshot transfer to it and releases the snapshot: otherwise a
+ * follower that died mid-transfer kept a snapshot of the whole state alive in the leader,
+ * beside its newest one, for as long as it stayed away.
+ */
+export const snapshotSilentRoundsMax = 3;
+/**
  * Entries a compaction keeps before the snapshot's index (etcd: SnapshotCatchUpEntries), for
  * followers that install a snapshot older than the newest (RaftDriver; the Raft core keeps
  * none unless told).

@@ -79,6 +79,8 @@ export class Progress {
   quietRounds = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
+  /** In snapshot state: check-quorum rounds in a row without a word from the follower. */
+  silentRounds = 0;
   readonly inflights: Inflights;
 
   constructor(next: number, inflightCountMax: number, inflightBytesMax: number) {
@@ -111,6 +113,16 @@ export class Progress {
     return this.snapshotBeingSent?.metadata.index ?? 0;
   }
 
+  /**
+   * In snapshot state: give the transfer up (the follower has been silent too long) and
+   * probe from what it holds, releasing the snapshot: a follower that comes back gets the
+   * leader's newest one then.
+   */
+  abandonSnapshot(): void {
+    this.snapshotBeingSent = undefined;
+    this.becomeProbe();
+  }
+
   /** In snapshot state: send again from the acknowledged offset (chunks were lost). */
   rewindSnapshot(offset = this.snapshotOffset): void {
     this.snapshotOffset = offset;
@@ -122,6 +134,7 @@ export class Progress {
   private reset(state: ProgressState): void {
     this.state = state;
     this.probeSent = false;
+    this.silentRounds = 0;
     this.snapshotBeingSent = undefined;
     this.rewindSnapshot(0);
     this.inflights.reset();

@@ -22,6 +22,7 @@ import {
   pendingReadsMax,
   snapshotChunkBytes,
   snapshotChunksInFlightMax,
+  snapshotSilentRoundsMax,
   uncommittedBytesMax,
 } from './constants.js';
 import { entryBytes, RaftLog } from './log.js';
@@ -372,7 +373,14 @@ export class Raft {
         this.becomeFollower(this.term, noLeader);
         return;
       }
-      for (const [id, pr] of this.progress) if (id !== this.id) pr.recentActive = false;
+      for (const [id, pr] of this.progress) {
+        if (id === this.id) continue;
+        if (pr.state === 'snapshot') {
+          pr.silentRounds = pr.recentActive ? 0 : pr.silentRounds + 1;
+          if (pr.silentRounds >= snapshotSilentRoundsMax) pr.abandonSnapshot();
+        }
+        pr.recentActive = false;
+      }
       // A transfer that did not finish within an election timeout is abandoned (thesis §3.10).
       this.leadTransferee = noLeader;
     }
