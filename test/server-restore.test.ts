@@ -221,6 +221,41 @@ describe('snapshot restore into a data directory, without servers', () => {
     assert.deepEqual(restored.leases.snapshot(), machine.leases.snapshot(), 'the lease table');
   });
 
+  test("the old cluster's alarms are not carried into the new one", async () => {
+    const alarmed = writtenMachine();
+    alarmed.apply([
+      {
+        term: 2,
+        index: 30,
+        type: 'normal',
+        data: encode({ t: 'alarm', activate: true, member: '1234', alarm: 'NOSPACE' }),
+      },
+    ]);
+    assert.equal(alarmed.alarms.length, 1);
+    // A directory of its own: the other cases check what the shared one holds.
+    const own = fs.mkdtempSync(join(tmpdir(), 'chorus-restore-alarm-'));
+    try {
+      const alarmedFile = join(own, 'alarmed.snap');
+      fs.writeFileSync(alarmedFile, encodeSnapshotFile(metaOf(alarmed), alarmed.snapshot()));
+      const target = join(own, 'restored');
+      const ran = await chorus(...restoreArgs(alarmedFile, target, 'a'));
+      assert.equal(ran.code, 0, ran.err.join('\n'));
+      assert.ok(
+        ran.out.includes('Alarms not carried into the new cluster: NOSPACE of member 1234'),
+        ran.out.join('\n'),
+      );
+      const { recovered } = await openRestored(target, 'a');
+      const restored = new KvMachine(new LeaseTable(1));
+      new ClusterMachine(restored, new MemberTable(), () => {}).restore(
+        joinedBytes(recovered.snapshot!.data),
+      );
+      assert.deepEqual(restored.alarms, []);
+      assert.deepEqual(stateAt(restored, 8), stateAt(machine, 8), 'the KV state itself is whole');
+    } finally {
+      fs.rmSync(own, { recursive: true, force: true });
+    }
+  });
+
   test('members restored from one file with one set of flags start from identical Raft state', async () => {
     for (const name of ['b', 'c']) {
       const ran = await chorus(...restoreArgs(file, join(dir, name), name));

@@ -210,6 +210,8 @@ function printRestored(
   ctx.out(
     `Restored snapshot ${file} into ${r.dataDir}: revision ${r.meta.revision} (compacted at ${r.meta.compactRevision}), ${r.keys} keys, ${leases}`,
   );
+  if (r.alarmsCleared.length > 0)
+    ctx.out(`Alarms not carried into the new cluster: ${r.alarmsCleared.join(', ')}`);
   if (r.revision !== r.meta.revision)
     ctx.out(
       `Revision bumped by ${r.revision - r.meta.revision} to ${r.revision} and compacted there: the first write gets ${r.revision + 1}`,

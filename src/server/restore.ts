@@ -105,6 +105,8 @@ export interface RestorePlan {
   /** Of the restored state: keys alive at the revision, and leases. */
   keys: number;
   leases: number;
+  /** Alarms active in the file's state, not carried into the new cluster. */
+  alarmsCleared: string[];
 }
 
 export interface RestoreResult extends RestorePlan {
@@ -123,7 +125,16 @@ export function planRestore(request: RestoreRequest): RestorePlan {
   const read = readSnapshotFile(request.file, { verifyHash: request.skipHashCheck !== true });
   const machine = decodeSnapshotState(read);
   const bump = request.bumpRevision ?? 0;
-  const kvBytes = bump > 0 ? bumpAndCompact(machine, bump) : read.machine;
+  // Alarms name members of the cluster the file came from; the new cluster starts without
+  // them (its own quota decides anew), so the state is re-encoded without them.
+  const alarmsCleared = machine.alarms.map((a) => `${a.alarm} of member ${a.member}`);
+  machine.alarms = [];
+  const kvBytes =
+    bump > 0
+      ? bumpAndCompact(machine, bump)
+      : alarmsCleared.length > 0
+        ? machine.snapshot()
+        : read.machine;
 
   // In name order, so members given --initial-cluster in different orders still write the
   // same bytes (a new cluster's founding entries, by contrast, follow the flag's order).
@@ -165,6 +176,7 @@ export function planRestore(request: RestoreRequest): RestorePlan {
     hardState: { term, vote: '', commit: index },
     keys: liveKeys(machine),
     leases: machine.leases.ids().length,
+    alarmsCleared,
   };
 }
 
