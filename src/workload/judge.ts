@@ -6,8 +6,13 @@ import type { HistoryEvent } from '../check/history.js';
 import { checkHistory } from '../check/linearizability.js';
 import type { Model } from '../check/model.js';
 
-/** The check's budget, in the checker's clock reads (see judgeHistory). */
-const checkerBudgetReads = 100_000;
+/**
+ * The check's budget, in the checker's clock reads (see judgeHistory). 100,000 gave up on
+ * register seed 148 at 60 s (264 indeterminate operations under heavy message loss), a
+ * linearizable history that needs fewer than 1,000,000; a violation is still reported as
+ * soon as it is found, so the budget only bounds how long a hard history is searched.
+ */
+const checkerBudgetReads = 1_000_000;
 
 export interface Judgement {
   verdict: string;
