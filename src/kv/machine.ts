@@ -16,7 +16,13 @@ import type { Entry } from '../raft/types.js';
 import { applyDeleteRange, applyPut, applyRange, applyTxn, type Applied } from './apply.js';
 import { KvError } from './errors.js';
 import type { LeaseTable } from './lease.js';
-import { fromBinary, MvccStore, type MvccOptions, type WriteEvents } from './mvcc.js';
+import {
+  fromBinary,
+  MvccStore,
+  revisionBytes,
+  type MvccOptions,
+  type WriteEvents,
+} from './mvcc.js';
 import type {
   Bytes,
   DeleteRangeRequest,
@@ -120,9 +126,42 @@ export interface KvListener {
   alarm?(alarm: Alarm, active: boolean): void;
 }
 
-/** Whether a txn writes in either branch, at any depth (etcd counts it as costing space). */
-export function txnPuts(r: TxnRequest): boolean {
-  return [...r.success, ...r.failure].some((op) => 'put' in op || ('txn' in op && txnPuts(op.txn)));
+/** What a lease grant costs against the space quota (etcd's leaseOverhead). */
+const leaseGrantCost = 64;
+
+/**
+ * What a command costs against the space quota, as etcd counts it: a put its revision's
+ * bytes (MvccStore.bytes), a txn its larger branch (nested txns inside their branch), a
+ * lease grant 64; the rest nothing. What costs nothing is never refused for want of space.
+ */
+export function spaceCost(command: KvCommand): number {
+  switch (command.t) {
+    case 'put':
+      return putCost(command.r);
+    case 'txn':
+      return txnCost(command.r);
+    case 'grant':
+      return leaseGrantCost;
+    case 'del':
+    case 'compact':
+    case 'revoke':
+    case 'checkpoint':
+    case 'alarm':
+      return 0;
+  }
+}
+
+function putCost(r: PutRequest): number {
+  return revisionBytes(r.key.length, r.value?.length ?? 0);
+}
+
+function txnCost(r: TxnRequest): number {
+  const branch = (ops: TxnRequest['success']): number =>
+    ops.reduce(
+      (sum, op) => sum + ('put' in op ? putCost(op.put) : 'txn' in op ? txnCost(op.txn) : 0),
+      0,
+    );
+  return Math.max(branch(r.success), branch(r.failure));
 }
 
 export class KvMachine implements StateMachine, WatchHistory {
@@ -195,9 +234,7 @@ export class KvMachine implements StateMachine, WatchHistory {
       return undefined;
     if (this.hasAlarm('CORRUPT')) return new KvError('corrupt');
     if (!this.hasAlarm('NOSPACE')) return undefined;
-    const takesSpace =
-      command.t === 'put' || command.t === 'grant' || (command.t === 'txn' && txnPuts(command.r));
-    return takesSpace ? new KvError('no-space') : undefined;
+    return spaceCost(command) > 0 ? new KvError('no-space') : undefined;
   }
 
   private alarm(activate: boolean, member: string, type: AlarmType): { alarms: Alarm[] } {

@@ -23,11 +23,12 @@ import {
 import type { RestoredState } from '../raft/raft.js';
 import type { Respond } from '../transport/rpc.js';
 import { KvError, type KvErrorCode } from './errors.js';
-import { fromBinary, revisionBytes, type MvccOptions } from './mvcc.js';
+import { fromBinary, type MvccOptions } from './mvcc.js';
 import { LeaseClock, LeaseTable } from './lease.js';
 import {
   encodeKvCommand,
   KvMachine,
+  spaceCost,
   type Alarm,
   type AlarmType,
   type KvCommand,
@@ -235,8 +236,6 @@ export class KvNode {
   // --- KV ------------------------------------------------------------------------------------
 
   put(request: PutRequest, done: Done<PutResult & Revisioned>): void {
-    if (this.overQuota(revisionBytes(request.key.length, request.value?.length ?? 0)))
-      return done(new KvError('no-space'), undefined);
     this.write({ t: 'put', r: request }, done);
   }
 
@@ -245,7 +244,6 @@ export class KvNode {
   }
 
   txn(request: TxnRequest, done: Done<TxnResult & Revisioned>): void {
-    if (this.overQuota(txnCost(request))) return done(new KvError('no-space'), undefined);
     this.write({ t: 'txn', r: request }, done);
   }
 
@@ -268,7 +266,6 @@ export class KvNode {
   // --- leases --------------------------------------------------------------------------------
 
   leaseGrant(request: LeaseGrantRequest, done: Done<LeaseGrantResult & Revisioned>): void {
-    if (this.overQuota(leaseGrantCost)) return done(new KvError('no-space'), undefined);
     const chosen = request.id === undefined || request.id === 0;
     const id = chosen ? this.newLeaseId() : request.id!;
     this.write<LeaseGrantResult & Revisioned>(
@@ -384,8 +381,8 @@ export class KvNode {
    */
   private overQuota(cost: number): boolean {
     const quota = this.options.quotaBytes ?? 0;
-    // A txn without puts costs nothing and always passes (etcd would refuse even a read-only
-    // txn while its database is over the quota).
+    // What costs nothing always passes: a txn without puts among it (etcd would refuse even a
+    // read-only txn while its database is over the quota).
     if (quota <= 0 || cost === 0 || this.machine.store.bytes + cost <= quota) return false;
     const member = this.options.alarmMember ?? this.id;
     const active = this.machine.alarms.some((a) => a.member === member && a.alarm === 'NOSPACE');
@@ -411,6 +408,7 @@ export class KvNode {
   /** `term`: a leader's own duty (lease expiry, checkpoint), proposed only while leading it. */
   private write<T>(command: KvCommand, done: Done<T>, term?: number): void {
     if (this.stopped) return done(new ChorusError('closed', 'node stopped'), undefined);
+    if (this.overQuota(spaceCost(command))) return done(new KvError('no-space'), undefined);
     let data: Uint8Array;
     try {
       data = encodeKvCommand(command);
@@ -526,25 +524,6 @@ export class KvNode {
     this.revokeWaiters = new Map();
     for (const list of waiting) for (const done of list) done(error, undefined);
   }
-}
-
-/** What a lease grant costs against the quota (etcd's leaseOverhead). */
-const leaseGrantCost = 64;
-
-/** etcd's txn cost: the larger branch's puts (nested txns counted inside their branch). */
-function txnCost(r: TxnRequest): number {
-  const branch = (ops: TxnRequest['success']): number =>
-    ops.reduce(
-      (sum, op) =>
-        sum +
-        ('put' in op
-          ? revisionBytes(op.put.key.length, op.put.value?.length ?? 0)
-          : 'txn' in op
-            ? txnCost(op.txn)
-            : 0),
-      0,
-    );
-  return Math.max(branch(r.success), branch(r.failure));
 }
 
 /** A forwarded lease call's answer: KV refusals travel as data, keeping their etcd code. */
