@@ -19,7 +19,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startChorusCluster, stopBenchCluster, type BenchCluster } from './compare-clusters.js';
+import { startChorusCluster, stopBenchCluster } from './compare-clusters.js';
 import { kvCall as call, kvClient, LoadClients, type KvClient } from './compare-load.js';
 import { median } from './stats.js';
 import type { Benchmark } from './run.js';
@@ -70,20 +70,6 @@ interface Round {
   idleMaxMs: number;
 }
 
-async function leaderOf(cluster: BenchCluster, lc: LoadClients): Promise<number> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      const status = await Promise.all(cluster.members.map((_, m) => lc.status(m)));
-      const lead = status.findIndex((s) => s.memberId === status[0]!.leader);
-      if (lead >= 0) return lead;
-    } catch {
-      // Not serving yet.
-    }
-    await sleep(100);
-  }
-  throw new Error('no leader');
-}
-
 async function round(): Promise<Round> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'chorus-bench-catchup-'));
   const cluster = await startChorusCluster(root, undefined, {
@@ -98,7 +84,8 @@ async function round(): Promise<Round> {
   const lc = new LoadClients(cluster.endpoints);
   const client = (m: number): KvClient => kvClient(cluster.endpoints[m]!);
   try {
-    const leader = await leaderOf(cluster, lc);
+    const leader = await lc.leader(20_000);
+    if (leader === undefined) throw new Error('no leader');
     const f = (leader + 1) % cluster.members.length;
     const [toLeader, toFollower] = [client(leader), client(f)];
     await call(toLeader, 'Put', { key: Buffer.from('probe'), value: Buffer.from('x') });

@@ -116,6 +116,26 @@ export class LoadClients {
     };
   }
 
+  /**
+   * The index of the leader once every member names the same one (members that do not
+   * answer yet count as disagreeing); undefined after `timeoutMs`.
+   */
+  async leader(timeoutMs: number): Promise<number | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const statuses = await Promise.all(
+        this.endpoints.map((_, i) => this.status(i).catch(() => undefined)),
+      );
+      const id = statuses[0]?.leader;
+      if (id !== undefined && id !== '0' && statuses.every((s) => s?.leader === id)) {
+        const index = statuses.findIndex((s) => s?.memberId === id);
+        if (index >= 0) return index;
+      }
+      if (Date.now() > deadline) return undefined;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
   /** One request of `operation` on `key`, through the given member and connection. */
   request(operation: Operation, member: number, channel: number, key: Buffer): Promise<unknown> {
     const client = this.kv[member]![channel]!;

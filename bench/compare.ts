@@ -86,23 +86,10 @@ export interface Running {
  * system up (warmUpMsPerOperation).
  */
 export async function ready(running: Running): Promise<void> {
-  const deadline = Date.now() + readyTimeoutMs;
-  const members = running.cluster.members.length;
-  for (;;) {
-    const statuses = await Promise.all(
-      Array.from({ length: members }, (_, i) => running.load.status(i).catch(() => undefined)),
+  if ((await running.load.leader(readyTimeoutMs)) === undefined)
+    throw new Error(
+      `${running.cluster.system}: no leader within ${readyTimeoutMs} ms\n${describeLogs(running.cluster)}`,
     );
-    const leader = statuses[0]?.leader;
-    if (leader !== undefined && leader !== '0' && statuses.every((s) => s?.leader === leader)) {
-      break;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `${running.cluster.system}: no leader within ${readyTimeoutMs} ms\n${describeLogs(running.cluster)}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
   await running.load.prefill();
   if (warmUpMsPerOperation <= 0) return;
   const pids = running.cluster.members.map((m) => m.child.pid);

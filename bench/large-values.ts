@@ -37,15 +37,7 @@ export const largeValuesBench: Benchmark = {
     const load = new LoadClients(cluster.endpoints);
     const client = kvClient(cluster.endpoints[0]!);
     try {
-      // The first request waits for a leader (the load generator's status probe).
-      for (let tries = 0; ; tries++) {
-        try {
-          if ((await load.status(0)).leader !== '0') break;
-        } catch (error) {
-          if (tries > 300) throw error;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      if ((await load.leader(30_000)) === undefined) throw new Error('no leader');
       const value = Buffer.alloc(valueBytes, 7);
       const samples: number[][] = [];
       const started = performance.now();

@@ -100,8 +100,7 @@ describe('a cluster with a 200 KB space quota', { timeout: 60_000 }, () => {
     );
     assert.equal(disarmed.code, 0, disarmed.err.join('\n'));
     assert.deepEqual(disarmed.out.sort(), active, 'every alarm cleared');
-    for (const endpoint of cluster.endpoints)
-      assert.deepEqual(await eventuallyListed(() => alarmsOn(endpoint), 0), []);
+    assert.deepEqual(await agreedAlarms(cluster.endpoints, alarmsOn, 'none'), []);
     await etcd3(async (client) => {
       await client.put('q/again').value(value);
       assert.equal(await client.get('q/again').string(), value);
@@ -161,28 +160,21 @@ describe('a cluster with a 200 KB space quota', { timeout: 60_000 }, () => {
 });
 
 /**
- * The alarm list once every member lists the same non-empty set (members apply an alarm a
- * moment apart), sorted; what the first member lists after 5 s otherwise.
+ * The alarm list, sorted, once every member lists the same set — a non-empty one for
+ * 'some', an empty one for 'none' (members apply an alarm a moment apart); fails after 5 s.
  */
 async function agreedAlarms(
   endpoints: string[],
   list: (endpoint: string) => Promise<string[]>,
+  want: 'some' | 'none' = 'some',
 ): Promise<string[]> {
   const deadline = Date.now() + 5_000;
   for (;;) {
     const lists = await Promise.all(endpoints.map(async (e) => (await list(e)).sort().join('\n')));
-    if ((lists[0] !== '' && lists.every((l) => l === lists[0])) || Date.now() > deadline)
-      return lists[0] === '' ? [] : lists[0]!.split('\n');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** The alarm list, once it has `count` lines (members apply the alarm a moment apart). */
-async function eventuallyListed(list: () => Promise<string[]>, count = 1): Promise<string[]> {
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const lines = await list();
-    if (lines.length === count || Date.now() > deadline) return lines;
+    const agreed = lists.every((l) => l === lists[0]) && (lists[0] === '') === (want === 'none');
+    if (agreed) return lists[0] === '' ? [] : lists[0]!.split('\n');
+    if (Date.now() > deadline)
+      assert.fail(`members list different alarms after 5 s: ${JSON.stringify(lists)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
