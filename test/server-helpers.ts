@@ -3,6 +3,7 @@
 // waits that are all bounded.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +28,31 @@ export interface Cluster {
   members: Member[];
   initialCluster: string;
   endpoints: string[];
+  /** Set when the client URLs are https://: the files a client needs (testTls). */
+  tls?: TestTls;
 }
+
+/** The certificates of testdata/tls (scripts/gen-test-certs.sh makes them), as paths. */
+export interface TestTls {
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+  otherClientCert: string;
+  otherClientKey: string;
+}
+
+const tlsDir = fileURLToPath(new URL('../../testdata/tls/', import.meta.url));
+export const testTls: TestTls = {
+  ca: join(tlsDir, 'ca.crt'),
+  serverCert: join(tlsDir, 'server.crt'),
+  serverKey: join(tlsDir, 'server.key'),
+  clientCert: join(tlsDir, 'client.crt'),
+  clientKey: join(tlsDir, 'client.key'),
+  otherClientCert: join(tlsDir, 'other-client.crt'),
+  otherClientKey: join(tlsDir, 'other-client.key'),
+};
 
 /** Ports that were free a moment ago (bound to port 0, then released). */
 export async function freePorts(count: number): Promise<number[]> {
@@ -47,14 +72,27 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
-/** The arguments of one member's `chorus server`. */
+/**
+ * The arguments of one member's `chorus server`. With `tls`, the client URL is https://,
+ * served with testdata/tls's server certificate, and clients must present one the test CA
+ * signed (--client-cert-auth).
+ */
 export function serverArgs(
   name: string,
   dataDir: string,
   clientPort: number,
   peerPort: number,
   initialCluster: string,
+  tls?: TestTls,
 ): string[] {
+  const scheme = tls === undefined ? 'http' : 'https';
+  const tlsArgs =
+    tls === undefined
+      ? []
+      : [
+          ...['--cert-file', tls.serverCert, '--key-file', tls.serverKey],
+          ...['--trusted-ca-file', tls.ca, '--client-cert-auth', 'true'],
+        ];
   return [
     chorusBin,
     'server',
@@ -63,9 +101,9 @@ export function serverArgs(
     '--data-dir',
     dataDir,
     '--listen-client-urls',
-    `http://127.0.0.1:${clientPort}`,
+    `${scheme}://127.0.0.1:${clientPort}`,
     '--advertise-client-urls',
-    `http://127.0.0.1:${clientPort}`,
+    `${scheme}://127.0.0.1:${clientPort}`,
     '--listen-peer-urls',
     `http://127.0.0.1:${peerPort}`,
     '--initial-cluster',
@@ -75,6 +113,7 @@ export function serverArgs(
     '50',
     '--election-timeout',
     '500',
+    ...tlsArgs,
   ];
 }
 
@@ -103,8 +142,15 @@ export function spawnChorus(
   return { child, stderr, exited };
 }
 
-/** `extraArgs`: more `chorus server` flags, the same for every member. */
-export async function startCluster(size: number, extraArgs: string[] = []): Promise<Cluster> {
+/**
+ * `extraArgs`: more `chorus server` flags, the same for every member. `tls`: https:// client
+ * URLs (see serverArgs).
+ */
+export async function startCluster(
+  size: number,
+  extraArgs: string[] = [],
+  tls?: TestTls,
+): Promise<Cluster> {
   const root = fs.mkdtempSync(join(tmpdir(), 'chorus-server-test-'));
   const ports = await freePorts(2 * size);
   const names = Array.from({ length: size }, (_, i) => `n${i + 1}`);
@@ -114,7 +160,7 @@ export async function startCluster(size: number, extraArgs: string[] = []): Prom
     const peerPort = ports[2 * i + 1]!;
     const dataDir = join(root, name);
     const started = spawnChorus([
-      ...serverArgs(name, dataDir, clientPort, peerPort, initialCluster),
+      ...serverArgs(name, dataDir, clientPort, peerPort, initialCluster, tls),
       ...extraArgs,
     ]);
     return { name, clientPort, peerPort, dataDir, ...started };
@@ -124,6 +170,7 @@ export async function startCluster(size: number, extraArgs: string[] = []): Prom
     members,
     initialCluster,
     endpoints: members.map((m) => `127.0.0.1:${m.clientPort}`),
+    ...(tls === undefined ? {} : { tls }),
   };
   try {
     await waitForLeader(cluster, 20_000);
@@ -142,8 +189,10 @@ export interface Health {
   term: number;
 }
 
-export async function health(port: number): Promise<Health | undefined> {
+export async function health(port: number, tls?: TestTls): Promise<Health | undefined> {
   try {
+    if (tls !== undefined)
+      return JSON.parse((await httpsRequest(port, 'GET', '/health', tls)).body) as Health;
     const response = await fetch(`http://127.0.0.1:${port}/health`, {
       signal: AbortSignal.timeout(1000),
     });
@@ -153,12 +202,55 @@ export async function health(port: number): Promise<Health | undefined> {
   }
 }
 
+/**
+ * One HTTP/1.1 request over TLS to a member's client port, verified with the test CA and
+ * with the test client's certificate unless `clientCert` is false. Fails after 2 s.
+ */
+export function httpsRequest(
+  port: number,
+  method: 'GET' | 'POST',
+  path: string,
+  tls: TestTls,
+  options: { body?: string; clientCert?: boolean } = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = https.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        ca: fs.readFileSync(tls.ca),
+        ...(options.clientCert === false
+          ? {}
+          : { cert: fs.readFileSync(tls.clientCert), key: fs.readFileSync(tls.clientKey) }),
+        timeout: 2000,
+        agent: false,
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (c: Buffer) => chunks.push(c));
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
+        response.on('error', reject);
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error('timed out')));
+    request.on('error', reject);
+    request.end(options.body);
+  });
+}
+
 /** Waits until every member serves and names the same leader; returns its name. */
 export async function waitForLeader(cluster: Cluster, timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   let last: (Health | undefined)[] = [];
   while (Date.now() < deadline) {
-    last = await Promise.all(cluster.members.map((m) => health(m.clientPort)));
+    last = await Promise.all(cluster.members.map((m) => health(m.clientPort, cluster.tls)));
     const leader = last[0]?.leader;
     if (
       leader !== undefined &&

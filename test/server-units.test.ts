@@ -30,6 +30,8 @@ import {
   type ServerConfig,
 } from '../src/server/config.js';
 import { int64, txnRequest, uint64 } from '../src/server/convert.js';
+import { loadClientTls } from '../src/server/tls.js';
+import { testTls } from './server-helpers.js';
 import {
   DataDirError,
   lockFileName,
@@ -101,7 +103,20 @@ test('settings: bad values are refused with the flag named', () => {
   const bad: [Record<string, string>, RegExp][] = [
     [{ 'initial-cluster': 'other=http://h:1' }, /does not list this member/],
     [{ 'initial-cluster': 'default=h:1' }, /initial-cluster/],
-    [{ 'listen-client-urls': 'https://127.0.0.1:2379' }, /TLS is not supported yet/],
+    [{ 'listen-client-urls': 'https://127.0.0.1:2379' }, /TLS needs a certificate and key/],
+    [{ 'listen-peer-urls': 'https://127.0.0.1:2380' }, /TLS between members is not supported/],
+    [{ 'listen-client-urls': 'ftp://127.0.0.1:2379' }, /use http:\/\/ or https:\/\/host:port/],
+    [{ 'cert-file': 'c.pem' }, /--cert-file and --key-file go together/],
+    [{ 'client-cert-auth': 'true' }, /apply to https:\/\/ client URLs/],
+    [
+      {
+        'listen-client-urls': 'https://h:1',
+        'cert-file': 'c',
+        'key-file': 'k',
+        'client-cert-auth': 'true',
+      },
+      /--client-cert-auth needs --trusted-ca-file/,
+    ],
     [{ 'listen-client-urls': 'http://127.0.0.1' }, /names no port/],
     [{ 'listen-peer-urls': 'http://a:1,http://b:2' }, /exactly one URL/],
     [{ 'initial-cluster-state': 'maybe' }, /'new' or 'existing'/],
@@ -117,6 +132,49 @@ test('settings: bad values are refused with the flag named', () => {
     [{ 'join-timeout': '-1' }, /--join-timeout must be a whole number/],
   ];
   for (const [flags, message] of bad) assert.throws(() => resolveConfig(flags, {}, {}), message);
+});
+
+test('settings: https:// client URLs with their TLS files; loadClientTls reads and checks them', () => {
+  const flags = {
+    'listen-client-urls': 'https://127.0.0.1:2379,http://127.0.0.1:2381',
+    'advertise-client-urls': 'https://127.0.0.1:2379',
+    'cert-file': testTls.serverCert,
+    'key-file': testTls.serverKey,
+    'trusted-ca-file': testTls.ca,
+  };
+  const config = resolveConfig(flags, {}, {});
+  assert.deepEqual(config.listenClient, [
+    { host: '127.0.0.1', port: 2379, tls: true },
+    { host: '127.0.0.1', port: 2381, tls: false },
+  ]);
+  assert.deepEqual(config.advertiseClientUrls, ['https://127.0.0.1:2379']);
+  assert.deepEqual(config.clientTls, {
+    certFile: testTls.serverCert,
+    keyFile: testTls.serverKey,
+    trustedCaFile: testTls.ca,
+    clientCertAuth: false,
+  });
+  const options = loadClientTls(config.clientTls);
+  // As in etcd, a trusted CA file alone already requires client certificates.
+  assert.equal(options.requestCert, true);
+  assert.equal(options.rejectUnauthorized, true);
+  assert.deepEqual(options.ALPNProtocols, ['http/1.1', 'h2']);
+  const noCa = loadClientTls({
+    certFile: testTls.serverCert,
+    keyFile: testTls.serverKey,
+    clientCertAuth: false,
+  });
+  assert.equal(noCa.requestCert, false);
+  assert.throws(
+    () => loadClientTls({ ...config.clientTls!, certFile: '/nonexistent/c.pem' }),
+    /--cert-file \/nonexistent\/c.pem: ENOENT/,
+  );
+  // The other client's key is not the server certificate's.
+  assert.throws(
+    () => loadClientTls({ ...config.clientTls!, keyFile: testTls.otherClientKey }),
+    (error: Error) =>
+      error instanceof ConfigError && /--key-file .*other-client.key/.test(error.message),
+  );
 });
 
 test('settings: --quota-backend-bytes — 0 the default within the heap, negative none, else as given', () => {

@@ -38,6 +38,17 @@ export interface ClientOptions {
   endpoints: readonly string[];
   dialTimeoutMs: number;
   commandTimeoutMs: number;
+  /** Given, every endpoint is spoken to over TLS (etcdctl's --cacert, --cert, --key). */
+  tls?: ClientTls;
+}
+
+/** PEM contents; without `ca`, the server's certificate is checked against Node's CAs. */
+export interface ClientTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** etcdctl's --insecure-skip-tls-verify: encrypt, but accept any server certificate. */
+  insecureSkipVerify?: boolean;
 }
 
 export const defaultClientOptions: ClientOptions = {
@@ -74,10 +85,15 @@ function methodDefinition(method: string): MethodDefinition<object, object> {
 }
 
 /**
- * "a:1,http://b:2" → ["a:1", "b:2"]. etcdctl accepts URLs as well as host:port; TLS is not
- * spoken here, so https:// is refused rather than silently sent in the clear.
+ * "a:1,http://b:2" → ["a:1", "b:2"], as etcdctl accepts URLs as well as host:port. `tls`:
+ * whether the endpoints are https:// URLs; one list does not mix http:// and https://, so
+ * that no request meant for TLS is sent in the clear.
  */
 export function parseEndpoints(text: string): string[] {
+  return parseEndpointList(text).endpoints;
+}
+
+export function parseEndpointList(text: string): { endpoints: string[]; tls: boolean } {
   const parts = text
     .split(',')
     .map((p) => p.trim())
@@ -85,15 +101,19 @@ export function parseEndpoints(text: string): string[] {
   if (parts.length === 0) throw new ClientInputError('--endpoints names no endpoint');
   if (parts.length > endpointsMax)
     throw new ClientInputError(`--endpoints names more than ${endpointsMax} endpoints`);
-  return parts.map((part) => {
-    if (part.startsWith('https://'))
-      throw new ClientInputError(`${part}: TLS is not supported yet; use http:// or host:port`);
-    const hostPort = part.replace(/^http:\/\//, '').replace(/\/+$/, '');
+  const secure = parts.filter((p) => p.startsWith('https://'));
+  if (secure.length > 0 && secure.length < parts.length)
+    throw new ClientInputError(
+      `--endpoints mixes https:// with plain endpoints (${secure[0]}, ${parts.find((p) => !p.startsWith('https://'))})`,
+    );
+  const endpoints = parts.map((part) => {
+    const hostPort = part.replace(/^https?:\/\//, '').replace(/\/+$/, '');
     const match = /^(\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\d{1,5})$/.exec(hostPort);
     if (match === null || Number(match[2]) < 1 || Number(match[2]) > 65_535)
       throw new ClientInputError(`bad endpoint ${JSON.stringify(part)}: use host:port`);
     return hostPort;
   });
+  return { endpoints, tls: secure.length > 0 };
 }
 
 export class EtcdClient {
@@ -192,6 +212,17 @@ export class EtcdClient {
     this.channels.clear();
   }
 
+  private credentials(): grpc.ChannelCredentials {
+    const tls = this.options.tls;
+    if (tls === undefined) return grpc.credentials.createInsecure();
+    return grpc.credentials.createSsl(
+      tls.ca ?? null,
+      tls.key ?? null,
+      tls.cert ?? null,
+      tls.insecureSkipVerify === true ? { rejectUnauthorized: false } : {},
+    );
+  }
+
   private order(endpoint: string | undefined): string[] {
     if (endpoint !== undefined) return [endpoint];
     const n = this.endpoints.length;
@@ -202,7 +233,7 @@ export class EtcdClient {
     if (this.closed) throw new Error('the client is closed');
     let channel = this.channels.get(endpoint);
     if (channel === undefined) {
-      channel = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
+      channel = new grpc.Client(endpoint, this.credentials(), {
         'grpc.max_receive_message_length': receiveBytesMax,
         'grpc.max_send_message_length': sendBytesMax,
         // A refused connection is retried soon, so a member that is just starting is found

@@ -33,11 +33,23 @@ export interface ClusterMember {
   port: number;
 }
 
+/** etcd's client TLS settings, as files (tls.ts reads them when the member starts). */
+export interface ClientTlsFiles {
+  certFile: string;
+  keyFile: string;
+  /** Given, every client must present a certificate these CAs sign (etcd does the same). */
+  trustedCaFile?: string;
+  clientCertAuth: boolean;
+}
+
 export interface ServerConfig {
   name: string;
   dataDir: string;
   listenPeer: { host: string; port: number };
-  listenClient: { host: string; port: number }[];
+  /** `tls`: an https:// URL, served with `clientTls`. */
+  listenClient: { host: string; port: number; tls: boolean }[];
+  /** Given when --cert-file and --key-file are; every https:// client URL needs them. */
+  clientTls?: ClientTlsFiles;
   advertiseClientUrls: string[];
   /**
    * --initial-advertise-peer-urls: this member's peer URLs as the rest of the cluster knows
@@ -107,6 +119,33 @@ export const settings: readonly Setting[] = [
     value: 'urls',
     description: "comma-separated client URLs this member tells others (MemberList's clientURLs)",
     default: () => 'http://localhost:2379',
+  },
+  {
+    flag: 'cert-file',
+    value: 'path',
+    description:
+      'PEM certificate (chain) the client port presents on https:// --listen-client-urls',
+    default: () => 'none',
+  },
+  {
+    flag: 'key-file',
+    value: 'path',
+    description: "PEM private key of --cert-file's certificate",
+    default: () => 'none',
+  },
+  {
+    flag: 'trusted-ca-file',
+    value: 'path',
+    description:
+      'PEM CA certificates: on https:// client URLs, every client must present a certificate one of them signs (as in etcd, with or without --client-cert-auth)',
+    default: () => 'none',
+  },
+  {
+    flag: 'client-cert-auth',
+    value: 'bool',
+    description:
+      'on https:// client URLs, refuse every client without a certificate signed by --trusted-ca-file (which it needs)',
+    default: () => 'false',
   },
   {
     flag: 'initial-advertise-peer-urls',
@@ -270,6 +309,8 @@ export function resolveConfig(
   if (!isNodeId(name))
     throw new ConfigError(`--name ${JSON.stringify(name)}: use 1-64 of [A-Za-z0-9_.-]`);
   const peerUrls = urlList(get('listen-peer-urls'), 'listen-peer-urls');
+  const listenClient = urlList(get('listen-client-urls'), 'listen-client-urls', clientSchemes);
+  const clientTls = clientTlsOf(given, listenClient);
   if (peerUrls.length !== 1)
     throw new ConfigError('--listen-peer-urls: Chorus listens for peers on exactly one URL');
   const advertisedText = given('initial-advertise-peer-urls');
@@ -313,10 +354,13 @@ export function resolveConfig(
     name,
     dataDir,
     listenPeer: peerUrls[0]!,
-    listenClient: urlList(get('listen-client-urls'), 'listen-client-urls'),
-    advertiseClientUrls: urlList(get('advertise-client-urls'), 'advertise-client-urls').map(
-      (u) => u.url,
-    ),
+    listenClient: listenClient.map(({ host, port, tls }) => ({ host, port, tls })),
+    ...(clientTls === undefined ? {} : { clientTls }),
+    advertiseClientUrls: urlList(
+      get('advertise-client-urls'),
+      'advertise-client-urls',
+      clientSchemes,
+    ).map((u) => u.url),
     advertisePeerUrls: advertised ?? listed,
     initialCluster,
     initialClusterState: state,
@@ -333,6 +377,48 @@ export function resolveConfig(
     quotaBackendBytes: integer(get('quota-backend-bytes'), 'quota-backend-bytes'),
     acceptUrlAuthority: boolean(get('accept-url-authority'), 'accept-url-authority'),
     logLevel: logLevel as ServerConfig['logLevel'],
+  };
+}
+
+/**
+ * The client TLS files, checked as etcd checks them: an https:// client URL needs a
+ * certificate and its key, each needs the other, and --client-cert-auth needs the CAs that
+ * sign the certificates it accepts. Whether the files hold what they should is tls.ts's to
+ * say, when the member starts.
+ */
+function clientTlsOf(
+  given: (flag: string) => string | undefined,
+  listen: readonly { url: string; tls: boolean }[],
+): ClientTlsFiles | undefined {
+  const certFile = given('cert-file');
+  const keyFile = given('key-file');
+  const trustedCaFile = given('trusted-ca-file');
+  const clientCertAuthText = given('client-cert-auth');
+  const clientCertAuth =
+    clientCertAuthText === undefined ? false : boolean(clientCertAuthText, 'client-cert-auth');
+  if ((certFile === undefined) !== (keyFile === undefined))
+    throw new ConfigError('--cert-file and --key-file go together: give both or neither');
+  const secure = listen.find((u) => u.tls);
+  if (certFile === undefined || keyFile === undefined) {
+    if (secure !== undefined)
+      throw new ConfigError(
+        `--listen-client-urls ${secure.url}: TLS needs a certificate and key (--cert-file, --key-file)`,
+      );
+    if (clientCertAuth || trustedCaFile !== undefined)
+      throw new ConfigError(
+        '--client-cert-auth and --trusted-ca-file apply to https:// client URLs, which need --cert-file and --key-file',
+      );
+    return undefined;
+  }
+  if (clientCertAuth && trustedCaFile === undefined)
+    throw new ConfigError(
+      '--client-cert-auth needs --trusted-ca-file: the CAs whose client certificates it accepts',
+    );
+  return {
+    certFile,
+    keyFile,
+    ...(trustedCaFile === undefined ? {} : { trustedCaFile }),
+    clientCertAuth,
   };
 }
 
@@ -365,32 +451,52 @@ function positiveInteger(text: string, flag: string): number {
   return n;
 }
 
-/** `http://host:port` → host and port. TLS (https) is not supported yet. */
-export function parseUrl(text: string, flag: string): { url: string; host: string; port: number } {
+/** The schemes a client URL may have; peer URLs are http:// only. */
+const clientSchemes = ['http', 'https'] as const;
+type Scheme = (typeof clientSchemes)[number];
+
+/**
+ * `http://host:port` (or `https://`, where `schemes` allows it) → the normalized URL, host
+ * and port, and whether it is TLS. Members speak to each other in plain TCP: peer URLs are
+ * http:// only.
+ */
+export function parseUrl(
+  text: string,
+  flag: string,
+  schemes: readonly Scheme[] = ['http'],
+): { url: string; host: string; port: number; tls: boolean } {
   let url: URL;
   try {
     url = new URL(text.trim());
   } catch {
     throw new ConfigError(`--${flag}: ${JSON.stringify(text)} is not a URL (use http://host:port)`);
   }
-  if (url.protocol === 'https:')
-    throw new ConfigError(`--${flag}: ${text}: TLS is not supported yet; use http://`);
-  if (url.protocol !== 'http:') throw new ConfigError(`--${flag}: ${text}: use http://host:port`);
+  const scheme = url.protocol.slice(0, -1);
+  if (scheme === 'https' && !schemes.includes('https'))
+    throw new ConfigError(
+      `--${flag}: ${text}: TLS between members is not supported yet; use http://`,
+    );
+  if (!(schemes as readonly string[]).includes(scheme))
+    throw new ConfigError(`--${flag}: ${text}: use ${schemes.join(':// or ')}://host:port`);
   const port = Number(url.port);
   if (url.port === '' || !Number.isInteger(port) || port < 0 || port > 65535)
     throw new ConfigError(`--${flag}: ${text} names no port`);
   // URL keeps IPv6 hosts in brackets; net.listen wants them bare.
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  return { url: `http://${url.host}`, host, port };
+  return { url: `${scheme}://${url.host}`, host, port, tls: scheme === 'https' };
 }
 
-function urlList(text: string, flag: string): { url: string; host: string; port: number }[] {
+function urlList(
+  text: string,
+  flag: string,
+  schemes?: readonly Scheme[],
+): { url: string; host: string; port: number; tls: boolean }[] {
   const parts = text
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
   if (parts.length === 0) throw new ConfigError(`--${flag} names no URL`);
-  return parts.map((p) => parseUrl(p, flag));
+  return parts.map((p) => parseUrl(p, flag, schemes));
 }
 
 /** The URLs, each once, in the order first given (etcd's URL lists are sets). */

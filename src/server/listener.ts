@@ -8,6 +8,7 @@
  * connection that sends nothing within the sniff timeout is closed.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { clientConnectionsMax, protocolSniffTimeoutMs } from './constants.js';
 
 const http2Preface = Buffer.from('PRI ');
@@ -28,18 +29,45 @@ export interface ClientListener {
   destroyConnections(): void;
 }
 
+/** An https:// client URL's TLS, and who hears of a handshake that failed. */
+export interface SecureListening {
+  options: tls.TlsOptions;
+  onHandshakeError: (error: Error, remote: string) => void;
+}
+
+/**
+ * Listens on `address`; with `secure` (an https:// URL), every connection is a TLS one whose
+ * handshake must end within the sniff timeout, and what is sniffed and routed is the
+ * decrypted stream. A failed handshake (a plaintext client, an unknown certificate) closes
+ * that connection only.
+ */
 export function listenClients(
   address: { host: string; port: number },
   routes: ProtocolRoutes,
   done: (error: Error | undefined, listener: ClientListener | undefined) => void,
+  secure?: SecureListening,
 ): void {
   // Tracked here because node:http only tracks connections of a server that listens itself.
   const sockets = new Set<net.Socket>();
-  const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+  const track = (socket: net.Socket): void => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    sniff(socket, routes);
-  });
+  };
+  let server: net.Server;
+  if (secure === undefined) {
+    server = net.createServer({ pauseOnConnect: true }, (socket) => {
+      track(socket);
+      sniff(socket, routes);
+    });
+  } else {
+    const options = { ...secure.options, handshakeTimeout: protocolSniffTimeoutMs };
+    server = tls.createServer(options, (socket) => sniff(socket, routes));
+    // The TCP connections, so that those still in their handshake are closed at stop too.
+    server.on('connection', track);
+    server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) =>
+      secure.onHandshakeError(error, `${socket.remoteAddress}:${socket.remotePort}`),
+    );
+  }
   server.maxConnections = clientConnectionsMax;
   const onError = (error: Error): void => done(error, undefined);
   server.once('error', onError);

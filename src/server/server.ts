@@ -15,6 +15,7 @@
  */
 import * as http from 'node:http';
 import { getHeapStatistics } from 'node:v8';
+import type { TlsOptions } from 'node:tls';
 import { asChorusError, describeError, ChorusError, TimeoutError } from '../core/errors.js';
 import { nodeId, type NodeId } from '../core/ids.js';
 import type { Logger } from '../env/env.js';
@@ -63,6 +64,7 @@ import {
 } from './join.js';
 import { EtcdJson } from './json.js';
 import { listenClients, type ClientListener } from './listener.js';
+import { loadClientTls } from './tls.js';
 import { changeMembership, type MemberRequest } from './member-changes.js';
 import {
   ClusterMachine,
@@ -182,7 +184,10 @@ export function startServer(
   done: (error: Error | undefined, server: StartedServer | undefined) => void,
 ): void {
   let dataDir: DataDir;
+  let clientTls: TlsOptions | undefined;
   try {
+    // Before the data directory is locked: a bad certificate leaves nothing to undo.
+    if (config.clientTls !== undefined) clientTls = loadClientTls(config.clientTls);
     dataDir = openDataDir(config.dataDir, config.name, config.initialClusterToken);
   } catch (error) {
     return done(error as Error, undefined);
@@ -206,6 +211,7 @@ export function startServer(
       log,
       dataDir,
       seedPeers(config, dataDir.identity!.nodeId, joined),
+      clientTls,
       fail,
       done,
     );
@@ -218,6 +224,7 @@ function startMember(
   log: Logger,
   dataDir: DataDir,
   peers: Map<NodeId, TcpAddress[]>,
+  clientTls: TlsOptions | undefined,
   fail: (error: Error, cleanup: (() => void)[]) => void,
   done: (error: Error | undefined, server: StartedServer | undefined) => void,
 ): void {
@@ -243,7 +250,7 @@ function startMember(
           return fail(new Error(`cannot open Raft storage: ${describeError(openError)}`), [
             () => nodeEnv.close(),
           ]);
-        const server = new ChorusServer(config, nodeEnv, storage, recovered, dataDir);
+        const server = new ChorusServer(config, nodeEnv, storage, recovered, dataDir, clientTls);
         server.listen((listenError) => {
           if (listenError !== undefined)
             return server.stop('could not listen for clients', () => done(listenError, undefined));
@@ -295,6 +302,8 @@ class ChorusServer implements StartedServer, ServiceContext {
     private readonly storage: RaftStorage,
     recovered: RestoredState,
     private readonly dataDir: DataDir,
+    /** The https:// client URLs' TLS options (tls.ts). */
+    private readonly clientTls: TlsOptions | undefined,
   ) {
     this.log = nodeEnv.env.log;
     const token = config.initialClusterToken;
@@ -418,6 +427,8 @@ class ChorusServer implements StartedServer, ServiceContext {
         });
         return done(undefined);
       }
+      if (address.tls && this.clientTls === undefined)
+        return done(new Error(`https:// client URL on port ${address.port} without TLS files`));
       listenClients(
         address,
         {
@@ -435,6 +446,23 @@ class ChorusServer implements StartedServer, ServiceContext {
           this.clientPorts.push(listener.port);
           next();
         },
+        address.tls
+          ? {
+              options: this.clientTls!,
+              // etcd logs these too ("rejected connection"): a client that cannot connect
+              // learns little more than that from its TLS library.
+              onHandshakeError: (error, remote) => {
+                // OpenSSL's message is a stack line; its reason ("peer did not return a
+                // certificate") and code say it.
+                const { code, reason } = error as Error & { code?: string; reason?: string };
+                this.log.info('client TLS handshake failed', {
+                  remote,
+                  error: reason ?? error.message.trim(),
+                  ...(code === undefined ? {} : { code }),
+                });
+              },
+            }
+          : undefined,
       );
     };
     next();
