@@ -72,10 +72,17 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
+/** Which of a member's URLs are https://, with testdata/tls's certificates. */
+export interface Secured {
+  client?: boolean;
+  peer?: boolean;
+}
+
 /**
- * The arguments of one member's `chorus server`. With `tls`, the client URL is https://,
- * served with testdata/tls's server certificate, and clients must present one the test CA
- * signed (--client-cert-auth).
+ * The arguments of one member's `chorus server`. `secured.client`: the client URL is
+ * https://, served with testdata/tls's server certificate, and clients must present one the
+ * test CA signed (--client-cert-auth). `secured.peer`: the same between members; the peer
+ * URL is https:// then, and so must `initialCluster`'s be.
  */
 export function serverArgs(
   name: string,
@@ -83,16 +90,25 @@ export function serverArgs(
   clientPort: number,
   peerPort: number,
   initialCluster: string,
-  tls?: TestTls,
+  secured: Secured = {},
 ): string[] {
-  const scheme = tls === undefined ? 'http' : 'https';
-  const tlsArgs =
-    tls === undefined
-      ? []
-      : [
+  const scheme = secured.client === true ? 'https' : 'http';
+  const peerScheme = secured.peer === true ? 'https' : 'http';
+  const tls = testTls;
+  const tlsArgs = [
+    ...(secured.client === true
+      ? [
           ...['--cert-file', tls.serverCert, '--key-file', tls.serverKey],
           ...['--trusted-ca-file', tls.ca, '--client-cert-auth', 'true'],
-        ];
+        ]
+      : []),
+    ...(secured.peer === true
+      ? [
+          ...['--peer-cert-file', tls.serverCert, '--peer-key-file', tls.serverKey],
+          ...['--peer-trusted-ca-file', tls.ca, '--peer-client-cert-auth', 'true'],
+        ]
+      : []),
+  ];
   return [
     chorusBin,
     'server',
@@ -105,7 +121,7 @@ export function serverArgs(
     '--advertise-client-urls',
     `${scheme}://127.0.0.1:${clientPort}`,
     '--listen-peer-urls',
-    `http://127.0.0.1:${peerPort}`,
+    `${peerScheme}://127.0.0.1:${peerPort}`,
     '--initial-cluster',
     initialCluster,
     // Faster elections than etcd's defaults keep the tests short.
@@ -143,24 +159,27 @@ export function spawnChorus(
 }
 
 /**
- * `extraArgs`: more `chorus server` flags, the same for every member. `tls`: https:// client
- * URLs (see serverArgs).
+ * `extraArgs`: more `chorus server` flags, the same for every member. `secured`: https://
+ * client or peer URLs (see serverArgs).
  */
 export async function startCluster(
   size: number,
   extraArgs: string[] = [],
-  tls?: TestTls,
+  secured: Secured = {},
 ): Promise<Cluster> {
   const root = fs.mkdtempSync(join(tmpdir(), 'chorus-server-test-'));
   const ports = await freePorts(2 * size);
   const names = Array.from({ length: size }, (_, i) => `n${i + 1}`);
-  const initialCluster = names.map((n, i) => `${n}=http://127.0.0.1:${ports[2 * i + 1]}`).join(',');
+  const peerScheme = secured.peer === true ? 'https' : 'http';
+  const initialCluster = names
+    .map((n, i) => `${n}=${peerScheme}://127.0.0.1:${ports[2 * i + 1]}`)
+    .join(',');
   const members = names.map((name, i): Member => {
     const clientPort = ports[2 * i]!;
     const peerPort = ports[2 * i + 1]!;
     const dataDir = join(root, name);
     const started = spawnChorus([
-      ...serverArgs(name, dataDir, clientPort, peerPort, initialCluster, tls),
+      ...serverArgs(name, dataDir, clientPort, peerPort, initialCluster, secured),
       ...extraArgs,
     ]);
     return { name, clientPort, peerPort, dataDir, ...started };
@@ -170,7 +189,7 @@ export async function startCluster(
     members,
     initialCluster,
     endpoints: members.map((m) => `127.0.0.1:${m.clientPort}`),
-    ...(tls === undefined ? {} : { tls }),
+    ...(secured.client === true ? { tls: testTls } : {}),
   };
   try {
     await waitForLeader(cluster, 20_000);

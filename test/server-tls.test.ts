@@ -8,6 +8,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
@@ -17,12 +19,18 @@ import {
   etcdctlEnv,
   etcdctlMissing,
   eventually,
+  exitWithin,
+  freePorts,
+  health,
   httpsRequest,
   runProcess,
+  serverArgs,
+  spawnChorus,
   startCluster,
   stopCluster,
   testTls,
   type Cluster,
+  type Member,
 } from './server-helpers.js';
 
 const tls = testTls;
@@ -36,7 +44,7 @@ describe(
     let urls: string[];
 
     before(async () => {
-      cluster = await startCluster(3, [], tls);
+      cluster = await startCluster(3, [], { client: true });
       urls = cluster.endpoints.map((e) => `https://${e}`);
     });
 
@@ -227,6 +235,121 @@ describe(
       const refused = await etcdctl(`--cacert=${tls.ca}`, 'get', 'tls/ctl');
       assert.notEqual(refused.code, 0);
       await stillServes('tls/after-etcdctl');
+    });
+  },
+);
+
+describe(
+  'TLS between members: https:// peer URLs, peer certificates required',
+  { timeout: 120_000 },
+  () => {
+    let cluster: Cluster;
+
+    before(async () => {
+      cluster = await startCluster(3, [], { client: true, peer: true });
+    });
+
+    after(async () => {
+      if (cluster !== undefined) await stopCluster(cluster);
+    });
+
+    const b64 = (text: string): string => Buffer.from(text).toString('base64');
+
+    /** POST to a member's JSON gateway over TLS; the parsed answer. */
+    async function post(
+      port: number,
+      path: string,
+      body: object,
+    ): Promise<Record<string, unknown>> {
+      const answer = await httpsRequest(port, 'POST', path, tls, { body: JSON.stringify(body) });
+      assert.equal(answer.status, 200, answer.body);
+      return JSON.parse(answer.body) as Record<string, unknown>;
+    }
+
+    /** The value a member holds for `key`, read locally (serializable), or undefined. */
+    async function localValue(port: number, key: string): Promise<string | undefined> {
+      const r = await post(port, '/v3/kv/range', { key: b64(key), serializable: true });
+      const kvs = r['kvs'] as { value: string }[] | undefined;
+      return kvs?.[0] === undefined ? undefined : Buffer.from(kvs[0].value, 'base64').toString();
+    }
+
+    test('writes replicate over TLS; a member added at an https:// peer URL joins and catches up', async () => {
+      const [first, , third] = cluster.members as [Member, Member, Member];
+      await post(first.clientPort, '/v3/kv/put', { key: b64('peer/a'), value: b64('1') });
+      await eventually('the write on every member', 10_000, async () =>
+        (await localValue(third.clientPort, 'peer/a')) === '1' ? true : undefined,
+      );
+      const [clientPort, peerPort] = (await freePorts(2)) as [number, number];
+      const peerUrl = `https://127.0.0.1:${peerPort}`;
+      const added = await post(first.clientPort, '/v3/cluster/member/add', { peerURLs: [peerUrl] });
+      const id = (added['member'] as { ID: string }).ID;
+      const joiner = spawnChorus([
+        ...serverArgs(
+          'n4',
+          join(cluster.root, 'n4'),
+          clientPort,
+          peerPort,
+          `${cluster.initialCluster},n4=${peerUrl}`,
+          {
+            client: true,
+            peer: true,
+          },
+        ),
+        '--initial-cluster-state',
+        'existing',
+      ]);
+      try {
+        // It asked the cluster who it is (a query over TLS), then replicated the log.
+        await eventually('n4 holds the write', 30_000, async () =>
+          (await health(clientPort, tls))?.mode === 'serving' &&
+          (await localValue(clientPort, 'peer/a')) === '1'
+            ? true
+            : undefined,
+        );
+        assert.match(joiner.stderr.join('\n'), /learned this member's id from the cluster/);
+        await post(first.clientPort, '/v3/cluster/member/remove', { ID: id });
+        assert.deepEqual(await exitWithin(joiner, 10_000), { code: 0, signal: null });
+      } finally {
+        joiner.child.kill('SIGKILL');
+      }
+    });
+
+    test('a peer port refuses plain TCP and a certificate from another CA, and goes on', async () => {
+      const port = cluster.members[1]!.peerPort;
+      const closedWithoutAnswer = (socket: net.Socket): Promise<number> =>
+        new Promise((resolve) => {
+          let received = 0;
+          socket.on('data', (d: Buffer) => (received += d.length));
+          socket.on('error', () => {});
+          socket.on('close', () => resolve(received));
+          setTimeout(() => socket.destroy(), 5000);
+        });
+      const plain = net.connect({ host: '127.0.0.1', port });
+      plain.on('connect', () => plain.write(Buffer.from('chorus handshake in the clear')));
+      assert.equal(await closedWithoutAnswer(plain), 0);
+      const intruder = tlsConnect({
+        host: '127.0.0.1',
+        port,
+        ca: read(tls.ca),
+        cert: read(tls.otherClientCert),
+        key: read(tls.otherClientKey),
+      });
+      assert.equal(await closedWithoutAnswer(intruder), 0);
+      await eventually('the refusals logged', 5000, () =>
+        Promise.resolve(
+          cluster.members[1]!.stderr.filter((l) => l.includes('peer TLS handshake failed'))
+            .length >= 2
+            ? true
+            : undefined,
+        ),
+      );
+      await post(cluster.members[1]!.clientPort, '/v3/kv/put', {
+        key: b64('peer/b'),
+        value: b64('2'),
+      });
+      await eventually('the write after the refusals on every member', 10_000, async () =>
+        (await localValue(cluster.members[2]!.clientPort, 'peer/b')) === '2' ? true : undefined,
+      );
     });
   },
 );

@@ -30,7 +30,7 @@ import {
   type ServerConfig,
 } from '../src/server/config.js';
 import { int64, txnRequest, uint64 } from '../src/server/convert.js';
-import { loadClientTls } from '../src/server/tls.js';
+import { loadClientTls, loadPeerTls } from '../src/server/tls.js';
 import { testTls } from './server-helpers.js';
 import {
   DataDirError,
@@ -104,10 +104,15 @@ test('settings: bad values are refused with the flag named', () => {
     [{ 'initial-cluster': 'other=http://h:1' }, /does not list this member/],
     [{ 'initial-cluster': 'default=h:1' }, /initial-cluster/],
     [{ 'listen-client-urls': 'https://127.0.0.1:2379' }, /TLS needs a certificate and key/],
-    [{ 'listen-peer-urls': 'https://127.0.0.1:2380' }, /TLS between members is not supported/],
+    [{ 'listen-peer-urls': 'https://127.0.0.1:2380' }, /TLS needs .*--peer-cert-file/],
+    [{ 'peer-key-file': 'k.pem' }, /--peer-cert-file and --peer-key-file go together/],
+    [
+      { 'peer-cert-file': 'c', 'peer-key-file': 'k', 'peer-client-cert-auth': 'true' },
+      /--peer-client-cert-auth needs --peer-trusted-ca-file/,
+    ],
     [{ 'listen-client-urls': 'ftp://127.0.0.1:2379' }, /use http:\/\/ or https:\/\/host:port/],
     [{ 'cert-file': 'c.pem' }, /--cert-file and --key-file go together/],
-    [{ 'client-cert-auth': 'true' }, /apply to https:\/\/ client URLs/],
+    [{ 'client-cert-auth': 'true' }, /need --cert-file and --key-file/],
     [
       {
         'listen-client-urls': 'https://h:1',
@@ -127,7 +132,6 @@ test('settings: bad values are refused with the flag named', () => {
     [{ 'accept-url-authority': 'maybe' }, /--accept-url-authority must be true or false/],
     [{ 'initial-cluster': 'default=http://h:1,other=http://h:1' }, /lists http:\/\/h:1 twice/],
     [{ 'initial-cluster': 'default=http://h:1,=http://h:2' }, /without a name founds no cluster/],
-    [{ 'initial-advertise-peer-urls': 'https://h:1' }, /--initial-advertise-peer-urls: .*TLS/],
     [{ 'initial-advertise-peer-urls': ' , ' }, /--initial-advertise-peer-urls names no URL/],
     [{ 'join-timeout': '-1' }, /--join-timeout must be a whole number/],
   ];
@@ -169,6 +173,24 @@ test('settings: https:// client URLs with their TLS files; loadClientTls reads a
     () => loadClientTls({ ...config.clientTls!, certFile: '/nonexistent/c.pem' }),
     /--cert-file \/nonexistent\/c.pem: ENOENT/,
   );
+  const peers = resolveConfig(
+    {
+      'listen-peer-urls': 'https://127.0.0.1:2380',
+      'initial-cluster': 'default=https://127.0.0.1:2380',
+      'peer-cert-file': testTls.serverCert,
+      'peer-key-file': testTls.serverKey,
+      'peer-trusted-ca-file': testTls.ca,
+      'peer-client-cert-auth': 'true',
+    },
+    {},
+    {},
+  );
+  assert.deepEqual(peers.listenPeer, { host: '127.0.0.1', port: 2380, tls: true });
+  assert.equal(peers.initialCluster[0]!.tls, true);
+  const peerTls = loadPeerTls(peers.peerTls!);
+  assert.equal(peerTls.server.rejectUnauthorized, true);
+  assert.equal(peerTls.server.ALPNProtocols, undefined);
+  assert.ok(peerTls.client.cert !== undefined && peerTls.client.ca !== undefined);
   // The other client's key is not the server certificate's.
   assert.throws(
     () => loadClientTls({ ...config.clientTls!, keyFile: testTls.otherClientKey }),

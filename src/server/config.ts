@@ -31,13 +31,18 @@ export interface ClusterMember {
   peerUrl: string;
   host: string;
   port: number;
+  /** An https:// URL: dialled over TLS. */
+  tls: boolean;
 }
 
-/** etcd's client TLS settings, as files (tls.ts reads them when the member starts). */
-export interface ClientTlsFiles {
+/**
+ * etcd's TLS settings of one side (clients: --cert-file …; peers: --peer-cert-file …), as
+ * files; tls.ts reads them when the member starts.
+ */
+export interface TlsFiles {
   certFile: string;
   keyFile: string;
-  /** Given, every client must present a certificate these CAs sign (etcd does the same). */
+  /** Given, every client (or peer) must present a certificate these CAs sign, as in etcd. */
   trustedCaFile?: string;
   clientCertAuth: boolean;
 }
@@ -45,11 +50,17 @@ export interface ClientTlsFiles {
 export interface ServerConfig {
   name: string;
   dataDir: string;
-  listenPeer: { host: string; port: number };
+  /** `tls`: an https:// URL, served with `peerTls`. */
+  listenPeer: { host: string; port: number; tls: boolean };
   /** `tls`: an https:// URL, served with `clientTls`. */
   listenClient: { host: string; port: number; tls: boolean }[];
   /** Given when --cert-file and --key-file are; every https:// client URL needs them. */
-  clientTls?: ClientTlsFiles;
+  clientTls?: TlsFiles;
+  /**
+   * Given when --peer-cert-file and --peer-key-file are: an https:// peer URL needs them, and
+   * they are this member's client certificate when it dials a peer's https:// URL.
+   */
+  peerTls?: TlsFiles;
   advertiseClientUrls: string[];
   /**
    * --initial-advertise-peer-urls: this member's peer URLs as the rest of the cluster knows
@@ -104,7 +115,8 @@ export const settings: readonly Setting[] = [
   {
     flag: 'listen-peer-urls',
     value: 'url',
-    description: 'the one URL to listen on for other members (http://host:port)',
+    description:
+      'the one URL to listen on for other members (http://host:port, or https:// with --peer-cert-file and --peer-key-file)',
     default: () => 'http://localhost:2380',
   },
   {
@@ -145,6 +157,33 @@ export const settings: readonly Setting[] = [
     value: 'bool',
     description:
       'on https:// client URLs, refuse every client without a certificate signed by --trusted-ca-file (which it needs)',
+    default: () => 'false',
+  },
+  {
+    flag: 'peer-cert-file',
+    value: 'path',
+    description:
+      "PEM certificate (chain) for the members' connections: the server's on an https:// --listen-peer-urls, the client's when dialling a peer's https:// URL",
+    default: () => 'none',
+  },
+  {
+    flag: 'peer-key-file',
+    value: 'path',
+    description: "PEM private key of --peer-cert-file's certificate",
+    default: () => 'none',
+  },
+  {
+    flag: 'peer-trusted-ca-file',
+    value: 'path',
+    description:
+      "PEM CA certificates that sign the other members' certificates: a member dialling an https:// --listen-peer-urls must present one, and the peers dialled must too",
+    default: () => 'none',
+  },
+  {
+    flag: 'peer-client-cert-auth',
+    value: 'bool',
+    description:
+      'on an https:// peer URL, refuse every member without a certificate signed by --peer-trusted-ca-file (which it needs)',
     default: () => 'false',
   },
   {
@@ -309,8 +348,9 @@ export function resolveConfig(
   if (!isNodeId(name))
     throw new ConfigError(`--name ${JSON.stringify(name)}: use 1-64 of [A-Za-z0-9_.-]`);
   const peerUrls = urlList(get('listen-peer-urls'), 'listen-peer-urls');
-  const listenClient = urlList(get('listen-client-urls'), 'listen-client-urls', clientSchemes);
-  const clientTls = clientTlsOf(given, listenClient);
+  const listenClient = urlList(get('listen-client-urls'), 'listen-client-urls');
+  const clientTls = tlsFilesOf(given, '', 'listen-client-urls', listenClient);
+  const peerTls = tlsFilesOf(given, 'peer-', 'listen-peer-urls', peerUrls);
   if (peerUrls.length !== 1)
     throw new ConfigError('--listen-peer-urls: Chorus listens for peers on exactly one URL');
   const advertisedText = given('initial-advertise-peer-urls');
@@ -353,14 +393,13 @@ export function resolveConfig(
   return {
     name,
     dataDir,
-    listenPeer: peerUrls[0]!,
+    listenPeer: { host: peerUrls[0]!.host, port: peerUrls[0]!.port, tls: peerUrls[0]!.tls },
     listenClient: listenClient.map(({ host, port, tls }) => ({ host, port, tls })),
     ...(clientTls === undefined ? {} : { clientTls }),
-    advertiseClientUrls: urlList(
-      get('advertise-client-urls'),
-      'advertise-client-urls',
-      clientSchemes,
-    ).map((u) => u.url),
+    ...(peerTls === undefined ? {} : { peerTls }),
+    advertiseClientUrls: urlList(get('advertise-client-urls'), 'advertise-client-urls').map(
+      (u) => u.url,
+    ),
     advertisePeerUrls: advertised ?? listed,
     initialCluster,
     initialClusterState: state,
@@ -381,38 +420,42 @@ export function resolveConfig(
 }
 
 /**
- * The client TLS files, checked as etcd checks them: an https:// client URL needs a
- * certificate and its key, each needs the other, and --client-cert-auth needs the CAs that
- * sign the certificates it accepts. Whether the files hold what they should is tls.ts's to
- * say, when the member starts.
+ * One side's TLS files (`prefix` '' for clients, 'peer-' for peers), checked as etcd checks
+ * them: an https:// listen URL needs a certificate and its key, each needs the other, and
+ * --[peer-]client-cert-auth needs the CAs that sign the certificates it accepts. Whether the
+ * files hold what they should is tls.ts's to say, when the member starts.
  */
-function clientTlsOf(
+function tlsFilesOf(
   given: (flag: string) => string | undefined,
+  prefix: '' | 'peer-',
+  listenFlag: string,
   listen: readonly { url: string; tls: boolean }[],
-): ClientTlsFiles | undefined {
-  const certFile = given('cert-file');
-  const keyFile = given('key-file');
-  const trustedCaFile = given('trusted-ca-file');
-  const clientCertAuthText = given('client-cert-auth');
+): TlsFiles | undefined {
+  const certFile = given(`${prefix}cert-file`);
+  const keyFile = given(`${prefix}key-file`);
+  const trustedCaFile = given(`${prefix}trusted-ca-file`);
+  const authText = given(`${prefix}client-cert-auth`);
   const clientCertAuth =
-    clientCertAuthText === undefined ? false : boolean(clientCertAuthText, 'client-cert-auth');
+    authText === undefined ? false : boolean(authText, `${prefix}client-cert-auth`);
   if ((certFile === undefined) !== (keyFile === undefined))
-    throw new ConfigError('--cert-file and --key-file go together: give both or neither');
+    throw new ConfigError(
+      `--${prefix}cert-file and --${prefix}key-file go together: give both or neither`,
+    );
   const secure = listen.find((u) => u.tls);
   if (certFile === undefined || keyFile === undefined) {
     if (secure !== undefined)
       throw new ConfigError(
-        `--listen-client-urls ${secure.url}: TLS needs a certificate and key (--cert-file, --key-file)`,
+        `--${listenFlag} ${secure.url}: TLS needs a certificate and key (--${prefix}cert-file, --${prefix}key-file)`,
       );
     if (clientCertAuth || trustedCaFile !== undefined)
       throw new ConfigError(
-        '--client-cert-auth and --trusted-ca-file apply to https:// client URLs, which need --cert-file and --key-file',
+        `--${prefix}client-cert-auth and --${prefix}trusted-ca-file need --${prefix}cert-file and --${prefix}key-file`,
       );
     return undefined;
   }
   if (clientCertAuth && trustedCaFile === undefined)
     throw new ConfigError(
-      '--client-cert-auth needs --trusted-ca-file: the CAs whose client certificates it accepts',
+      `--${prefix}client-cert-auth needs --${prefix}trusted-ca-file: the CAs whose certificates it accepts`,
     );
   return {
     certFile,
@@ -451,19 +494,10 @@ function positiveInteger(text: string, flag: string): number {
   return n;
 }
 
-/** The schemes a client URL may have; peer URLs are http:// only. */
-const clientSchemes = ['http', 'https'] as const;
-type Scheme = (typeof clientSchemes)[number];
-
-/**
- * `http://host:port` (or `https://`, where `schemes` allows it) → the normalized URL, host
- * and port, and whether it is TLS. Members speak to each other in plain TCP: peer URLs are
- * http:// only.
- */
+/** `http://host:port` or `https://host:port` → the normalized URL, host, port and whether TLS. */
 export function parseUrl(
   text: string,
   flag: string,
-  schemes: readonly Scheme[] = ['http'],
 ): { url: string; host: string; port: number; tls: boolean } {
   let url: URL;
   try {
@@ -472,12 +506,8 @@ export function parseUrl(
     throw new ConfigError(`--${flag}: ${JSON.stringify(text)} is not a URL (use http://host:port)`);
   }
   const scheme = url.protocol.slice(0, -1);
-  if (scheme === 'https' && !schemes.includes('https'))
-    throw new ConfigError(
-      `--${flag}: ${text}: TLS between members is not supported yet; use http://`,
-    );
-  if (!(schemes as readonly string[]).includes(scheme))
-    throw new ConfigError(`--${flag}: ${text}: use ${schemes.join(':// or ')}://host:port`);
+  if (scheme !== 'http' && scheme !== 'https')
+    throw new ConfigError(`--${flag}: ${text}: use http:// or https://host:port`);
   const port = Number(url.port);
   if (url.port === '' || !Number.isInteger(port) || port < 0 || port > 65535)
     throw new ConfigError(`--${flag}: ${text} names no port`);
@@ -489,14 +519,13 @@ export function parseUrl(
 function urlList(
   text: string,
   flag: string,
-  schemes?: readonly Scheme[],
 ): { url: string; host: string; port: number; tls: boolean }[] {
   const parts = text
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
   if (parts.length === 0) throw new ConfigError(`--${flag} names no URL`);
-  return parts.map((p) => parseUrl(p, flag, schemes));
+  return parts.map((p) => parseUrl(p, flag));
 }
 
 /** The URLs, each once, in the order first given (etcd's URL lists are sets). */
@@ -543,10 +572,10 @@ export function parseInitialCluster(text: string): ClusterMember[] {
       throw new ConfigError(
         `--initial-cluster: member name ${JSON.stringify(name)}: use 1-64 of [A-Za-z0-9_.-]`,
       );
-    const { url, host, port } = parseUrl(part.slice(eq + 1), 'initial-cluster');
+    const { url, host, port, tls } = parseUrl(part.slice(eq + 1), 'initial-cluster');
     if (members.some((m) => m.peerUrl === url))
       throw new ConfigError(`--initial-cluster lists ${url} twice`);
-    members.push({ name, peerUrl: url, host, port });
+    members.push({ name, peerUrl: url, host, port, tls });
   }
   if (members.length === 0) throw new ConfigError('--initial-cluster names no member');
   return members;

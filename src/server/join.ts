@@ -200,7 +200,7 @@ function askRound(
       return done(
         definitive ? { type: 'unlisted', heard } : { type: 'undecided', heard, answered },
       );
-    ask({ host: peer.host, port: peer.port }, (error, bytes) => {
+    ask({ host: peer.host, port: peer.port, tls: peer.tls }, (error, bytes) => {
       const where = `${peer.name === '' ? 'a member' : peer.name} at ${peer.peerUrl}`;
       if (error !== undefined || bytes === undefined) {
         heard.push(`${where}: ${error?.message ?? 'no answer'}`);

@@ -19,7 +19,13 @@ import type { TlsOptions } from 'node:tls';
 import { asChorusError, describeError, ChorusError, TimeoutError } from '../core/errors.js';
 import { nodeId, type NodeId } from '../core/ids.js';
 import type { Logger } from '../env/env.js';
-import { createNodeEnv, queryPeer, type NodeEnv, type TcpAddress } from '../env/node/index.js';
+import {
+  createNodeEnv,
+  queryPeer,
+  type NodeEnv,
+  type PeerTls,
+  type TcpAddress,
+} from '../env/node/index.js';
 import { KvNode, kvNodeDefaults } from '../kv/node.js';
 import type { RaftStore } from '../raft/driver.js';
 import type { RestoredState } from '../raft/raft.js';
@@ -64,7 +70,7 @@ import {
 } from './join.js';
 import { EtcdJson } from './json.js';
 import { listenClients, type ClientListener } from './listener.js';
-import { loadClientTls } from './tls.js';
+import { loadClientTls, loadPeerTls } from './tls.js';
 import { changeMembership, type MemberRequest } from './member-changes.js';
 import {
   ClusterMachine,
@@ -104,6 +110,7 @@ function resolveIdentity(
   config: ServerConfig,
   dataDir: DataDir,
   log: Logger,
+  peerTls: PeerTls | undefined,
   done: (error: Error | undefined, joined: Joined | undefined) => void,
 ): void {
   if (dataDir.identity !== undefined) return done(undefined, undefined);
@@ -122,7 +129,11 @@ function resolveIdentity(
     queryPeer(
       address,
       membersQuestion,
-      { timeoutMs: joinQueryTimeoutMs, replyBytesMax: joinAnswerBytesMax },
+      {
+        timeoutMs: joinQueryTimeoutMs,
+        replyBytesMax: joinAnswerBytesMax,
+        ...(peerTls === undefined ? {} : { tlsClient: peerTls.client }),
+      },
       answered,
     );
   const timing: JoinTiming = {
@@ -158,7 +169,7 @@ function seedPeers(
     if (nodeId(name) !== self)
       peers.set(
         nodeId(name),
-        entries.map((m) => ({ host: m.host, port: m.port })),
+        entries.map((m) => ({ host: m.host, port: m.port, tls: m.tls })),
       );
   return peers;
 }
@@ -168,8 +179,8 @@ function peerAddresses(urls: readonly string[]): TcpAddress[] {
   const addresses: TcpAddress[] = [];
   for (const url of urls) {
     try {
-      const { host, port } = parseUrl(url, 'peer-urls');
-      addresses.push({ host, port });
+      const { host, port, tls } = parseUrl(url, 'peer-urls');
+      addresses.push({ host, port, tls });
     } catch {
       // MemberAdd and MemberUpdate check URLs; one that does not parse here is skipped.
     }
@@ -185,9 +196,11 @@ export function startServer(
 ): void {
   let dataDir: DataDir;
   let clientTls: TlsOptions | undefined;
+  let peerTls: PeerTls | undefined;
   try {
     // Before the data directory is locked: a bad certificate leaves nothing to undo.
     if (config.clientTls !== undefined) clientTls = loadClientTls(config.clientTls);
+    if (config.peerTls !== undefined) peerTls = loadPeerTls(config.peerTls);
     dataDir = openDataDir(config.dataDir, config.name, config.initialClusterToken);
   } catch (error) {
     return done(error as Error, undefined);
@@ -199,7 +212,7 @@ export function startServer(
     dataDir.release();
     done(error, undefined);
   };
-  resolveIdentity(config, dataDir, log, (identityError, joined) => {
+  resolveIdentity(config, dataDir, log, peerTls, (identityError, joined) => {
     if (identityError !== undefined) return fail(identityError, []);
     if (joined !== undefined)
       log.info("learned this member's id from the cluster", {
@@ -211,7 +224,7 @@ export function startServer(
       log,
       dataDir,
       seedPeers(config, dataDir.identity!.nodeId, joined),
-      clientTls,
+      { client: clientTls, peer: peerTls },
       fail,
       done,
     );
@@ -224,7 +237,7 @@ function startMember(
   log: Logger,
   dataDir: DataDir,
   peers: Map<NodeId, TcpAddress[]>,
-  clientTls: TlsOptions | undefined,
+  tls: { client: TlsOptions | undefined; peer: PeerTls | undefined },
   fail: (error: Error, cleanup: (() => void)[]) => void,
   done: (error: Error | undefined, server: StartedServer | undefined) => void,
 ): void {
@@ -236,6 +249,7 @@ function startMember(
       peers,
       dataDir: config.dataDir,
       log,
+      ...(tls.peer === undefined ? {} : { tls: tls.peer }),
     },
     (error, nodeEnv) => {
       if (error !== undefined || nodeEnv === undefined)
@@ -250,7 +264,7 @@ function startMember(
           return fail(new Error(`cannot open Raft storage: ${describeError(openError)}`), [
             () => nodeEnv.close(),
           ]);
-        const server = new ChorusServer(config, nodeEnv, storage, recovered, dataDir, clientTls);
+        const server = new ChorusServer(config, nodeEnv, storage, recovered, dataDir, tls.client);
         server.listen((listenError) => {
           if (listenError !== undefined)
             return server.stop('could not listen for clients', () => done(listenError, undefined));

@@ -1,12 +1,14 @@
 /**
- * The client port's TLS (etcd's --cert-file, --key-file, --trusted-ca-file and
- * --client-cert-auth): the files, read once when the member starts, as Node's TLS options.
- * A file that cannot be read or does not hold what it should stops the start with a
- * ConfigError naming the flag, before any port is opened.
+ * TLS as etcd configures it, for the client port (--cert-file, --key-file, --trusted-ca-file,
+ * --client-cert-auth) and between members (the same flags with --peer-): the files, read
+ * once when the member starts, as Node's TLS options. A file that cannot be read or does
+ * not hold what it should stops the start with a ConfigError naming the flag, before any
+ * port is opened.
  */
 import { readFileSync } from 'node:fs';
 import * as tls from 'node:tls';
-import { ConfigError, type ClientTlsFiles } from './config.js';
+import type { PeerTls } from '../env/node/index.js';
+import { ConfigError, type TlsFiles } from './config.js';
 
 /**
  * The protocols offered to a client that negotiates one (ALPN), in the order the member
@@ -15,33 +17,73 @@ import { ConfigError, type ClientTlsFiles } from './config.js';
  */
 export const clientAlpnProtocols = ['http/1.1', 'h2'];
 
-export function loadClientTls(files: ClientTlsFiles): tls.TlsOptions {
+interface Loaded {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer | undefined;
+}
+
+function load(files: TlsFiles, prefix: '' | 'peer-'): Loaded {
   const read = (path: string, flag: string): Buffer => {
     try {
       return readFileSync(path);
     } catch (error) {
-      throw new ConfigError(`--${flag} ${path}: ${(error as Error).message}`);
+      throw new ConfigError(`--${prefix}${flag} ${path}: ${(error as Error).message}`);
     }
   };
-  const ca =
-    files.trustedCaFile === undefined ? undefined : read(files.trustedCaFile, 'trusted-ca-file');
-  const verifyClients = ca !== undefined;
-  const options: tls.TlsOptions = {
+  const loaded = {
     cert: read(files.certFile, 'cert-file'),
     key: read(files.keyFile, 'key-file'),
-    ...(ca === undefined ? {} : { ca }),
-    requestCert: verifyClients,
-    rejectUnauthorized: verifyClients,
-    ALPNProtocols: clientAlpnProtocols,
-    minVersion: 'TLSv1.2',
+    ca:
+      files.trustedCaFile === undefined ? undefined : read(files.trustedCaFile, 'trusted-ca-file'),
   };
   try {
     // Parses the PEM and checks that the key is the certificate's.
-    tls.createSecureContext(options);
+    tls.createSecureContext({ cert: loaded.cert, key: loaded.key, ca: loaded.ca });
   } catch (error) {
-    throw new ConfigError(
-      `--cert-file ${files.certFile}, --key-file ${files.keyFile}${ca === undefined ? '' : `, --trusted-ca-file ${files.trustedCaFile}`}: ${(error as Error).message}`,
-    );
+    const named = [
+      `--${prefix}cert-file ${files.certFile}`,
+      `--${prefix}key-file ${files.keyFile}`,
+      ...(files.trustedCaFile === undefined
+        ? []
+        : [`--${prefix}trusted-ca-file ${files.trustedCaFile}`]),
+    ];
+    throw new ConfigError(`${named.join(', ')}: ${(error as Error).message}`);
   }
-  return options;
+  return loaded;
+}
+
+/** As etcd does, a trusted CA file alone already requires the other side's certificate. */
+function serverOptions({ cert, key, ca }: Loaded): tls.TlsOptions {
+  return {
+    cert,
+    key,
+    ...(ca === undefined ? {} : { ca }),
+    requestCert: ca !== undefined,
+    rejectUnauthorized: ca !== undefined,
+    minVersion: 'TLSv1.2',
+  };
+}
+
+/** The client port's options (https:// client URLs). */
+export function loadClientTls(files: TlsFiles): tls.TlsOptions {
+  return { ...serverOptions(load(files, '')), ALPNProtocols: clientAlpnProtocols };
+}
+
+/**
+ * Between members: the server side of an https:// peer URL, and the client side this member
+ * dials peers' https:// URLs with (its certificate, and the CAs their certificates must have;
+ * without --peer-trusted-ca-file, Node's own CAs).
+ */
+export function loadPeerTls(files: TlsFiles): PeerTls {
+  const loaded = load(files, 'peer-');
+  return {
+    server: serverOptions(loaded),
+    client: {
+      cert: loaded.cert,
+      key: loaded.key,
+      ...(loaded.ca === undefined ? {} : { ca: loaded.ca }),
+      minVersion: 'TLSv1.2',
+    },
+  };
 }

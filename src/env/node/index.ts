@@ -9,7 +9,7 @@ import type { Env, Logger } from '../env.js';
 import { nodeClock, NodeTimers } from './clock.js';
 import { NodeDisk } from './disk.js';
 import { nodeLogger } from './logger.js';
-import { TcpNetwork, type TcpAddress, type TcpLimits } from './tcp.js';
+import { TcpNetwork, type PeerTls, type TcpAddress, type TcpLimits } from './tcp.js';
 
 export { nodeClock, NodeTimers } from './clock.js';
 export { NodeDisk } from './disk.js';
@@ -25,6 +25,8 @@ export interface NodeEnvOptions {
   seed?: number;
   log?: Logger;
   limits?: Partial<TcpLimits>;
+  /** TLS between members (https:// peer URLs). */
+  tls?: PeerTls;
 }
 
 export interface NodeEnv {
@@ -53,6 +55,7 @@ export function createNodeEnv(
     log,
     random: random.fork('net'),
     ...(options.limits === undefined ? {} : { limits: options.limits }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
   });
   const env: Env = {
     clock: nodeClock,

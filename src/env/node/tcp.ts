@@ -31,8 +31,13 @@
  *
  * Bad input on an inbound connection closes that connection alone, with a logged reason
  * and a counter; it never throws out of a socket callback.
+ *
+ * TLS (https:// peer URLs): with `tls`, this node accepts only TLS connections, and it dials
+ * over TLS every address marked `tls`, presenting its certificate as a client; everything
+ * above the socket is the same.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { assert } from '../../core/assert.js';
 import { decode, encode } from '../../core/codec.js';
 import {
@@ -54,6 +59,34 @@ import type { Logger, Network } from '../env.js';
 export interface TcpAddress {
   host: string;
   port: number;
+  /** Dial over TLS (an https:// peer URL). */
+  tls?: boolean;
+}
+
+/** A node's TLS towards its peers: as the server they dial, and as a client when it dials. */
+export interface PeerTls {
+  server: tls.TlsOptions;
+  client: tls.ConnectionOptions;
+}
+
+/**
+ * A socket to `address`, over TLS if the address says so (with `client`'s certificate and
+ * CAs); `onOpen` runs once it may carry frames (after the TLS handshake).
+ */
+function dial(
+  address: TcpAddress,
+  client: tls.ConnectionOptions | undefined,
+  onOpen: () => void,
+): net.Socket {
+  if (address.tls !== true) {
+    const socket = net.connect({ host: address.host, port: address.port });
+    socket.once('connect', onOpen);
+    return socket;
+  }
+  // The host names the server (certificate check, SNI); an IP is checked against IP SANs.
+  const socket = tls.connect({ ...client, host: address.host, port: address.port });
+  socket.once('secureConnect', onOpen);
+  return socket;
 }
 
 /** Every limit of the TCP network. Defaults come from src/core/constants.ts; tests shrink them. */
@@ -173,6 +206,8 @@ export interface TcpNetworkOptions {
   /** Draws reconnect jitter. */
   random: Random;
   limits?: Partial<TcpLimits>;
+  /** Accept TLS connections only, and dial `tls` addresses with this client side. */
+  tls?: PeerTls;
 }
 
 /** The delay before redial number `attempt` (0-based): doubling from min to max, minus up to `ratio` of it. */
@@ -194,6 +229,8 @@ interface Shared {
   readonly random: Random;
   readonly limits: TcpLimits;
   readonly stats: TcpNetworkStats;
+  /** This node's TLS client side, for addresses marked `tls`. */
+  readonly tlsClient: tls.ConnectionOptions | undefined;
   countError(reason: string): void;
   /** A peer told us we are retired (see the file comment). */
   retired(by: NodeId): void;
@@ -359,7 +396,7 @@ class OutboundPeer {
     this.failureCounted = false;
     this.dialsThisRound += 1;
     this.shared.stats.connectsStarted += 1;
-    const socket = net.connect({ host: this.address.host, port: this.address.port });
+    const socket = dial(this.address, this.shared.tlsClient, () => this.onConnect(socket));
     this.socket = socket;
     // Nothing but a retired notice may arrive on a connection we opened (see the file comment).
     const replies = new FrameDecoder(handshakeBytesMax);
@@ -373,7 +410,6 @@ class OutboundPeer {
         ),
       this.shared.limits.connectTimeoutMs,
     );
-    socket.once('connect', () => this.onConnect(socket));
     socket.on('data', (chunk: Buffer) => this.onReply(socket, replies, chunk));
     socket.on('drain', () => {
       this.awaitingDrain = false;
@@ -721,6 +757,7 @@ export class TcpNetwork implements Network {
   private readonly inbound = new Set<InboundConnection>();
   private readonly inboundByPeer = new Map<NodeId, InboundConnection>();
   private readonly server: net.Server;
+  private readonly tls: boolean;
   private bound: TcpAddress | undefined;
   private handler: (from: NodeId, payload: Uint8Array) => void = () => {};
   private retiredHandler: (by: NodeId) => void = () => {};
@@ -759,6 +796,7 @@ export class TcpNetwork implements Network {
       random: options.random,
       limits,
       stats,
+      tlsClient: options.tls?.client,
       countError: (reason) => {
         stats.connectionErrors[reason] = (stats.connectionErrors[reason] ?? 0) + 1;
       },
@@ -768,7 +806,19 @@ export class TcpNetwork implements Network {
     };
     this.listenAddress = { ...options.listen };
     for (const [id, address] of options.peers) this.setPeer(id, address);
-    this.server = net.createServer((socket) => this.onConnection(socket));
+    this.tls = options.tls !== undefined;
+    if (options.tls === undefined) {
+      this.server = net.createServer((socket) => this.onConnection(socket));
+    } else {
+      const serverOptions = { ...options.tls.server, handshakeTimeout: limits.handshakeTimeoutMs };
+      this.server = tls.createServer(serverOptions, (socket) => this.onConnection(socket));
+      // A peer without an acceptable certificate (or speaking plain TCP): that connection only.
+      this.server.on('tlsClientError', (error: Error & { reason?: string }) => {
+        stats.connectionErrors['tls-handshake'] =
+          (stats.connectionErrors['tls-handshake'] ?? 0) + 1;
+        this.log.warn('peer TLS handshake failed', { error: error.reason ?? error.message.trim() });
+      });
+    }
   }
 
   /** Starts accepting connections; `done` gets the listen error, if any. */
@@ -783,7 +833,11 @@ export class TcpNetwork implements Network {
       );
       const address = this.server.address();
       assert(address !== null && typeof address === 'object', 'server has an address');
-      this.bound = { host: address.address, port: address.port };
+      this.bound = {
+        host: address.address,
+        port: address.port,
+        ...(this.tls ? { tls: true } : {}),
+      };
       this.log.info('listening', { ...this.bound });
       done(undefined);
     });
@@ -978,6 +1032,8 @@ export interface QueryOptions {
   timeoutMs: number;
   /** A longer answer is refused (the connection is closed). */
   replyBytesMax: number;
+  /** The TLS client side, for an address marked `tls`. */
+  tlsClient?: tls.ConnectionOptions;
 }
 
 /**
@@ -993,7 +1049,9 @@ export function queryPeer(
 ): void {
   const where = `${address.host}:${address.port}`;
   const decoder = new FrameDecoder(options.replyBytesMax);
-  const socket = net.connect({ host: address.host, port: address.port });
+  const socket = dial(address, options.tlsClient, () =>
+    socket.write(encodeFrame(encodeQuery(question))),
+  );
   let finished = false;
   const finish = (error: ChorusError | undefined, answer?: Uint8Array): void => {
     if (finished) return;
@@ -1006,7 +1064,6 @@ export function queryPeer(
     () => finish(new TimeoutError(`no answer from ${where} within ${options.timeoutMs} ms`)),
     options.timeoutMs,
   );
-  socket.once('connect', () => socket.write(encodeFrame(encodeQuery(question))));
   socket.on('data', (chunk: Buffer) => {
     const [answer] = decoder.push(chunk);
     if (answer !== undefined) return finish(undefined, Uint8Array.from(answer));
