@@ -5,6 +5,7 @@
 #   server.crt/.key   a member's client-port certificate: SAN IP 127.0.0.1, DNS localhost
 #   client.crt/.key   a client certificate (CN chorus-test-client), for --client-cert-auth
 #   other-ca.crt      a second CA, which signs other-client.crt: a client the members refuse
+#   other-server.crt/.key  signed by other-ca, SAN as server.crt: the rotated-to certificate
 set -eu
 dir="$(cd "$(dirname "$0")/.." && pwd)/testdata/tls"
 mkdir -p "$dir"
@@ -33,6 +34,10 @@ extendedKeyUsage=serverAuth,clientAuth
 keyUsage=critical,digitalSignature"
 leaf client chorus-test-client ca \
   "extendedKeyUsage=clientAuth
+keyUsage=critical,digitalSignature"
+leaf other-server chorus-test-other-server other-ca \
+  "subjectAltName=IP:127.0.0.1,DNS:localhost
+extendedKeyUsage=serverAuth,clientAuth
 keyUsage=critical,digitalSignature"
 leaf other-client chorus-test-other-client other-ca \
   "extendedKeyUsage=clientAuth

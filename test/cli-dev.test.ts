@@ -75,9 +75,11 @@ async function checkLocalCluster(args: string[], ports: number[]): Promise<void>
   const running = inNamespace([...args, '--data-dir', dataDir]);
   const pid = running.child.pid!;
   try {
+    // The banner's last line: its lines are separate writes, and may arrive apart.
     await eventually('the cluster serving', 40_000, () =>
-      Promise.resolve(/is serving \(leader infra\d\)/.test(running.output()) || undefined),
+      Promise.resolve(/Ctrl-C stops every member\./.test(running.output()) || undefined),
     );
+    assert.match(running.output(), /is serving \(leader infra\d\)/);
     const printed = running.output();
     for (const port of ports) {
       assert.match(printed, new RegExp(`http://127\\.0\\.0\\.1:${port} `), `client port ${port}`);

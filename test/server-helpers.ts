@@ -41,6 +41,10 @@ export interface TestTls {
   clientKey: string;
   otherClientCert: string;
   otherClientKey: string;
+  /** A second CA, and a server certificate it signed (the same SANs as serverCert). */
+  otherCa: string;
+  otherServerCert: string;
+  otherServerKey: string;
 }
 
 const tlsDir = fileURLToPath(new URL('../../testdata/tls/', import.meta.url));
@@ -52,6 +56,9 @@ export const testTls: TestTls = {
   clientKey: join(tlsDir, 'client.key'),
   otherClientCert: join(tlsDir, 'other-client.crt'),
   otherClientKey: join(tlsDir, 'other-client.key'),
+  otherCa: join(tlsDir, 'other-ca.crt'),
+  otherServerCert: join(tlsDir, 'other-server.crt'),
+  otherServerKey: join(tlsDir, 'other-server.key'),
 };
 
 /** Ports that were free a moment ago (bound to port 0, then released). */

@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
@@ -351,5 +352,65 @@ describe(
         (await localValue(cluster.members[2]!.clientPort, 'peer/b')) === '2' ? true : undefined,
       );
     });
+  },
+);
+
+test(
+  'rotated certificate files take effect for new connections, without a restart',
+  { timeout: 90_000 },
+  async () => {
+    const dir = fs.mkdtempSync(join(tmpdir(), 'chorus-tls-rotate-'));
+    const certFile = join(dir, 'server.crt');
+    const keyFile = join(dir, 'server.key');
+    fs.copyFileSync(tls.serverCert, certFile);
+    fs.copyFileSync(tls.serverKey, keyFile);
+    const [clientPort, peerPort] = (await freePorts(2)) as [number, number];
+    const member = spawnChorus([
+      ...serverArgs(
+        'r1',
+        join(dir, 'data'),
+        clientPort,
+        peerPort,
+        `r1=http://127.0.0.1:${peerPort}`,
+      ),
+      ...['--listen-client-urls', `https://127.0.0.1:${clientPort}`],
+      ...['--cert-file', certFile, '--key-file', keyFile],
+    ]);
+    /** Whether /health answers a client that trusts only `ca`. */
+    const trusted = (ca: string): Promise<boolean> =>
+      httpsRequest(clientPort, 'GET', '/health', { ...tls, ca }, { clientCert: false }).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+    try {
+      await eventually('the member serves over TLS', 20_000, async () =>
+        (await trusted(tls.ca)) ? true : undefined,
+      );
+      assert.equal(await trusted(tls.otherCa), false);
+      // The key first: a check between the two writes sees a pair that does not load, logs it
+      // and keeps the old one; the next check loads the whole new pair.
+      fs.copyFileSync(tls.otherServerKey, keyFile);
+      fs.copyFileSync(tls.otherServerCert, certFile);
+      await eventually('the rotated certificate in use', 20_000, async () =>
+        (await trusted(tls.otherCa)) ? true : undefined,
+      );
+      assert.equal(await trusted(tls.ca), false);
+      assert.ok(member.stderr.some((l) => l.includes('TLS files reloaded')));
+      // A broken file is refused and the certificate in use stays.
+      fs.writeFileSync(certFile, 'not a certificate');
+      await eventually('the broken file noticed', 20_000, () =>
+        Promise.resolve(
+          member.stderr.some((l) => l.includes('TLS files changed but cannot be used'))
+            ? true
+            : undefined,
+        ),
+      );
+      assert.equal(await trusted(tls.otherCa), true);
+    } finally {
+      member.child.kill('SIGTERM');
+      await exitWithin(member, 10_000);
+      member.child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   },
 );

@@ -27,6 +27,8 @@ export interface ClientListener {
   close(): void;
   /** Destroys every connection still open (after the routes have said their goodbyes). */
   destroyConnections(): void;
+  /** A TLS listener's new certificate, key and CAs, for the connections from now on. */
+  setSecureContext(options: tls.TlsOptions): void;
 }
 
 /** An https:// client URL's TLS, and who hears of a handshake that failed. */
@@ -79,6 +81,9 @@ export function listenClients(
     done(undefined, {
       port: bound.port,
       close: () => server.close(),
+      setSecureContext: (options) => {
+        if (server instanceof tls.Server) server.setSecureContext(options);
+      },
       destroyConnections: () => {
         for (const socket of sockets) socket.destroy();
         sockets.clear();

@@ -70,7 +70,7 @@ import {
 } from './join.js';
 import { EtcdJson } from './json.js';
 import { listenClients, type ClientListener } from './listener.js';
-import { loadClientTls, loadPeerTls } from './tls.js';
+import { loadClientTls, loadPeerTls, watchTlsFiles } from './tls.js';
 import { changeMembership, type MemberRequest } from './member-changes.js';
 import {
   ClusterMachine,
@@ -290,6 +290,8 @@ class ChorusServer implements StartedServer, ServiceContext {
   private readonly grpc: GrpcFront;
   private readonly http: http.Server;
   private readonly listeners: ClientListener[] = [];
+  /** Stops watching the TLS files (watchTls). */
+  private readonly tlsWatches: (() => void)[] = [];
   /** Requests waiting for the KV node; failing them all is how a stop answers them. */
   private readonly inflight = new Set<(error: ChorusError) => void>();
   private readonly requestTimeoutMs: number;
@@ -439,6 +441,7 @@ class ChorusServer implements StartedServer, ServiceContext {
           ports: this.clientPorts,
           advertise: this.config.advertiseClientUrls,
         });
+        this.watchTls();
         return done(undefined);
       }
       if (address.tls && this.clientTls === undefined)
@@ -482,10 +485,31 @@ class ChorusServer implements StartedServer, ServiceContext {
     next();
   }
 
+  /** Rotated certificate files take effect for new connections (tls.ts, watchTlsFiles). */
+  private watchTls(): void {
+    const { clientTls, peerTls } = this.config;
+    if (clientTls !== undefined && this.config.listenClient.some((u) => u.tls))
+      this.tlsWatches.push(
+        watchTlsFiles(
+          clientTls,
+          loadClientTls,
+          (options) => {
+            for (const l of this.listeners) l.setSecureContext(options);
+          },
+          this.log,
+        ),
+      );
+    if (peerTls !== undefined && this.config.listenPeer.tls)
+      this.tlsWatches.push(
+        watchTlsFiles(peerTls, loadPeerTls, (tls) => this.nodeEnv.net.setTls(tls), this.log),
+      );
+  }
+
   stop(reason: string, done: () => void): void {
     this.stopWaiters.push(done);
     if (this.stopping) return;
     this.stopping = true;
+    for (const unwatch of this.tlsWatches.splice(0)) unwatch();
     this.setMode('stopped');
     this.log.info('stopping', { reason, inflight: this.inflight.size });
     for (const l of this.listeners) l.close();

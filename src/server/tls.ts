@@ -5,8 +5,9 @@
  * not hold what it should stops the start with a ConfigError naming the flag, before any
  * port is opened.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import * as tls from 'node:tls';
+import type { Logger } from '../env/env.js';
 import type { PeerTls } from '../env/node/index.js';
 import { ConfigError, type TlsFiles } from './config.js';
 
@@ -86,4 +87,54 @@ export function loadPeerTls(files: TlsFiles): PeerTls {
       minVersion: 'TLSv1.2',
     },
   };
+}
+
+/** How often the TLS files are looked at for a change (a stat of each). */
+export const tlsReloadCheckMs = 5_000;
+
+/**
+ * Watches one side's TLS files and hands `apply` the options loaded from them whenever one
+ * changes (size or modification time), so certificates can be rotated without a restart —
+ * etcd, too, reads its certificate again for new connections. Connections already open keep
+ * the certificate they were made with. A change that does not load (a half-written file, a
+ * key that is not the certificate's) is logged and the old options stay, until the files
+ * change again. Returns the stop.
+ */
+export function watchTlsFiles<T>(
+  files: TlsFiles,
+  load: (files: TlsFiles) => T,
+  apply: (loaded: T) => void,
+  log: Logger,
+  everyMs = tlsReloadCheckMs,
+): () => void {
+  const paths = [files.certFile, files.keyFile, files.trustedCaFile].filter(
+    (p): p is string => p !== undefined,
+  );
+  const stamp = (): string =>
+    paths
+      .map((p) => {
+        try {
+          const s = statSync(p);
+          return `${s.size}:${s.mtimeMs}`;
+        } catch {
+          return 'missing';
+        }
+      })
+      .join('|');
+  let seen = stamp();
+  const timer = setInterval(() => {
+    const now = stamp();
+    if (now === seen) return;
+    seen = now;
+    try {
+      apply(load(files));
+      log.info('TLS files reloaded', { certFile: files.certFile });
+    } catch (error) {
+      log.warn('TLS files changed but cannot be used; keeping the ones loaded before', {
+        error: (error as Error).message,
+      });
+    }
+  }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }

@@ -229,8 +229,8 @@ interface Shared {
   readonly random: Random;
   readonly limits: TcpLimits;
   readonly stats: TcpNetworkStats;
-  /** This node's TLS client side, for addresses marked `tls`. */
-  readonly tlsClient: tls.ConnectionOptions | undefined;
+  /** This node's TLS client side, for addresses marked `tls` (setTls replaces it). */
+  tlsClient: tls.ConnectionOptions | undefined;
   countError(reason: string): void;
   /** A peer told us we are retired (see the file comment). */
   retired(by: NodeId): void;
@@ -841,6 +841,16 @@ export class TcpNetwork implements Network {
       this.log.info('listening', { ...this.bound });
       done(undefined);
     });
+  }
+
+  /**
+   * New certificates, keys and CAs (rotated files): connections accepted or dialled from now
+   * on use them; open ones keep theirs. Only for a network started with `tls`.
+   */
+  setTls(options: PeerTls): void {
+    assert(this.server instanceof tls.Server, 'setTls on a network without TLS');
+    this.server.setSecureContext(options.server);
+    this.shared.tlsClient = options.client;
   }
 
   /** The bound address once started (the real port when asked for port 0). */
