@@ -336,6 +336,13 @@ describe(
         key: read(tls.otherClientKey),
       });
       assert.equal(await closedWithoutAnswer(intruder), 0);
+      await eventually('the refusals counted in /metrics', 5000, async () => {
+        const metrics = await httpsRequest(cluster.members[1]!.clientPort, 'GET', '/metrics', tls);
+        const counted = /chorus_tls_handshake_failures_total\{[^}]*side="peer"[^}]*\} (\d+)/.exec(
+          metrics.body,
+        );
+        return counted !== null && Number(counted[1]) >= 2 ? true : undefined;
+      });
       await eventually('the refusals logged', 5000, () =>
         Promise.resolve(
           cluster.members[1]!.stderr.filter((l) => l.includes('peer TLS handshake failed'))

@@ -3,7 +3,7 @@
 import { nodeId, type NodeId } from '../src/core/ids.js';
 import { seededRandom } from '../src/core/prng.js';
 import type { LogFields, Logger } from '../src/env/env.js';
-import { TcpNetwork, type TcpAddress, type TcpLimits } from '../src/env/node/tcp.js';
+import { TcpNetwork, type PeerTls, type TcpAddress, type TcpLimits } from '../src/env/node/tcp.js';
 
 export interface LogLine {
   level: string;
@@ -46,6 +46,7 @@ export function startNetwork(
     limits?: Partial<TcpLimits>;
     log?: Logger;
     peers?: Map<NodeId, TcpAddress | TcpAddress[]>;
+    tls?: PeerTls;
   } = {},
 ): Promise<TcpNetwork> {
   const network = new TcpNetwork({
@@ -55,6 +56,7 @@ export function startNetwork(
     log: options.log ?? recordingLogger(),
     random: seededRandom(7).fork(self),
     limits: { ...fastLimits, ...options.limits },
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
   });
   return new Promise((resolve, reject) => {
     network.start((error) => (error ? reject(error) : resolve(network)));

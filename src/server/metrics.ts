@@ -129,6 +129,12 @@ export class ServerMetrics {
     ],
     registers: [this.registry],
   });
+  readonly tlsHandshakeFailures = new Counter({
+    name: 'chorus_tls_handshake_failures_total',
+    help: 'TLS handshakes that failed on this member\'s https:// ports (no certificate, another CA\'s, plain TCP), by side: "client" or "peer"',
+    labelNames: ['side'],
+    registers: [this.registry],
+  });
   readonly peerProbeFailures = new Counter({
     name: 'chorus_network_peer_probe_failures_total',
     help: 'Round-trip probes to a peer that failed or went unanswered',

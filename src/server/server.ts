@@ -306,6 +306,8 @@ class ChorusServer implements StartedServer, ServiceContext {
   /** Everyone waiting for the stop to finish (a second signal waits with the first). */
   private readonly stopWaiters: (() => void)[] = [];
   private lastLead = '';
+  /** The peer network's count of failed TLS handshakes when metrics last looked. */
+  private peerTlsFailuresSeen = 0;
   private observedAtMs: number | undefined;
   private dbSize = { bytes: 0, atMs: -Infinity };
   /** The space quota this member enforces (0: none); see quotaBytesOf. */
@@ -472,6 +474,7 @@ class ChorusServer implements StartedServer, ServiceContext {
                 // OpenSSL's message is a stack line; its reason ("peer did not return a
                 // certificate") and code say it.
                 const { code, reason } = error as Error & { code?: string; reason?: string };
+                this.metrics.tlsHandshakeFailures.inc({ side: 'client' });
                 this.log.info('client TLS handshake failed', {
                   remote,
                   error: reason ?? error.message.trim(),
@@ -828,6 +831,10 @@ class ChorusServer implements StartedServer, ServiceContext {
     m.storeBytes.set(this.kv.machine.store.bytes);
     m.alarms.set(this.kv.alarms().length);
     m.watchers.set(this.kv.watches.size);
+    const peerTlsFailures = this.nodeEnv.net.stats().connectionErrors['tls-handshake'] ?? 0;
+    if (peerTlsFailures > this.peerTlsFailuresSeen)
+      m.tlsHandshakeFailures.inc({ side: 'peer' }, peerTlsFailures - this.peerTlsFailuresSeen);
+    this.peerTlsFailuresSeen = peerTlsFailures;
     if (raft.lead !== this.lastLead) {
       m.leaderChanges.inc();
       this.log.info('leader changed', { from: this.lastLead, to: raft.lead, term: raft.term });
