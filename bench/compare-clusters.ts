@@ -30,6 +30,32 @@ export interface BenchCluster {
   members: BenchMember[];
   /** host:port of every member's client port, in member order. */
   endpoints: string[];
+  /** Clients and members speak TLS, with client certificates required (benchTls). */
+  tls: boolean;
+}
+
+/**
+ * The certificates of a TLS run (CHORUS_BENCH_COMPARE_TLS=1): the test CA's, made by
+ * scripts/gen-test-certs.sh. Both systems get the same files and the same etcd flags.
+ */
+const tlsDir = fileURLToPath(new URL('../../testdata/tls/', import.meta.url));
+export const benchTls = {
+  ca: path.join(tlsDir, 'ca.crt'),
+  cert: path.join(tlsDir, 'server.crt'),
+  key: path.join(tlsDir, 'server.key'),
+  clientCert: path.join(tlsDir, 'client.crt'),
+  clientKey: path.join(tlsDir, 'client.key'),
+};
+
+/** etcd's TLS flags, which Chorus shares: https on both ports, certificates required. */
+function tlsFlags(): string[] {
+  const t = benchTls;
+  return [
+    ...['--cert-file', t.cert, '--key-file', t.key, '--trusted-ca-file', t.ca],
+    '--client-cert-auth',
+    ...['--peer-cert-file', t.cert, '--peer-key-file', t.key, '--peer-trusted-ca-file', t.ca],
+    '--peer-client-cert-auth',
+  ];
 }
 
 export const clusterSize = 3;
@@ -73,19 +99,23 @@ function isExecutable(file: string): boolean {
 }
 
 interface Layout {
+  scheme: 'http' | 'https';
   names: string[];
   clientPorts: number[];
   peerPorts: number[];
   initialCluster: string;
 }
 
-async function layout(prefix: string): Promise<Layout> {
+async function layout(prefix: string, tls: boolean): Promise<Layout> {
   const ports = await freePorts(2 * clusterSize);
   const names = Array.from({ length: clusterSize }, (_, i) => `${prefix}${i + 1}`);
   const clientPorts = names.map((_, i) => ports[2 * i]!);
   const peerPorts = names.map((_, i) => ports[2 * i + 1]!);
-  const initialCluster = names.map((n, i) => `${n}=http://127.0.0.1:${peerPorts[i]}`).join(',');
-  return { names, clientPorts, peerPorts, initialCluster };
+  const scheme = tls ? 'https' : 'http';
+  const initialCluster = names
+    .map((n, i) => `${n}=${scheme}://127.0.0.1:${peerPorts[i]}`)
+    .join(',');
+  return { names, clientPorts, peerPorts, initialCluster, scheme };
 }
 
 function spawnMember(
@@ -119,37 +149,45 @@ const chorusLogLevel = process.env['CHORUS_BENCH_LOG_LEVEL'] ?? 'warn';
 export async function startChorusCluster(
   root: string,
   bin = chorusBin,
-  settings: { env?: NodeJS.ProcessEnv; logLevel?: string } = {},
+  settings: { env?: NodeJS.ProcessEnv; logLevel?: string; tls?: boolean } = {},
 ): Promise<BenchCluster> {
   const logLevel = settings.logLevel ?? chorusLogLevel;
-  const { names, clientPorts, peerPorts, initialCluster } = await layout('c');
+  const tls = settings.tls === true;
+  const { names, clientPorts, peerPorts, initialCluster, scheme } = await layout('c', tls);
   const members = names.map((name, i): BenchMember => {
-    const client = `http://127.0.0.1:${clientPorts[i]}`;
+    const client = `${scheme}://127.0.0.1:${clientPorts[i]}`;
     const args = [
       ...serverNodeFlags,
       bin,
       'server',
       ...['--name', name, '--data-dir', path.join(root, name)],
       ...['--listen-client-urls', client, '--advertise-client-urls', client],
-      ...['--listen-peer-urls', `http://127.0.0.1:${peerPorts[i]}`],
+      ...['--listen-peer-urls', `${scheme}://127.0.0.1:${peerPorts[i]}`],
       ...['--initial-cluster', initialCluster, '--log-level', logLevel],
+      ...(tls ? tlsFlags() : []),
     ];
     const env = { ...process.env, ...settings.env, CHORUS_LOG: logLevel };
     const started = spawnMember(process.execPath, args, env);
     return { name, clientPort: clientPorts[i]!, peerPort: peerPorts[i]!, ...started };
   });
-  return { system: 'chorus', root, members, endpoints: clientPorts.map((p) => `127.0.0.1:${p}`) };
+  return {
+    system: 'chorus',
+    root,
+    members,
+    endpoints: clientPorts.map((p) => `127.0.0.1:${p}`),
+    tls,
+  };
 }
 
-export async function startEtcdCluster(root: string): Promise<BenchCluster> {
-  const { names, clientPorts, peerPorts, initialCluster } = await layout('e');
+export async function startEtcdCluster(root: string, tls = false): Promise<BenchCluster> {
+  const { names, clientPorts, peerPorts, initialCluster, scheme } = await layout('e', tls);
   // etcd reads ETCD_* variables as flags: none from the caller's environment may leak in.
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith('ETCD_')),
   );
   const members = names.map((name, i): BenchMember => {
-    const client = `http://127.0.0.1:${clientPorts[i]}`;
-    const peer = `http://127.0.0.1:${peerPorts[i]}`;
+    const client = `${scheme}://127.0.0.1:${clientPorts[i]}`;
+    const peer = `${scheme}://127.0.0.1:${peerPorts[i]}`;
     const args = [
       ...['--name', name, '--data-dir', path.join(root, name)],
       ...['--listen-client-urls', client, '--advertise-client-urls', client],
@@ -157,11 +195,18 @@ export async function startEtcdCluster(root: string): Promise<BenchCluster> {
       ...['--initial-cluster', initialCluster, '--initial-cluster-state', 'new'],
       ...['--initial-cluster-token', 'chorus-bench-etcd'],
       ...['--logger', 'zap', '--log-outputs', 'stderr', '--log-level', 'warn'],
+      ...(tls ? tlsFlags() : []),
     ];
     const started = spawnMember('etcd', args, env);
     return { name, clientPort: clientPorts[i]!, peerPort: peerPorts[i]!, ...started };
   });
-  return { system: 'etcd', root, members, endpoints: clientPorts.map((p) => `127.0.0.1:${p}`) };
+  return {
+    system: 'etcd',
+    root,
+    members,
+    endpoints: clientPorts.map((p) => `127.0.0.1:${p}`),
+    tls,
+  };
 }
 
 /** SIGTERM to every member, SIGKILL to any still running after a grace period. */

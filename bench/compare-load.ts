@@ -87,9 +87,20 @@ export class LoadClients {
   private readonly kv: KvClient[][];
   private readonly maintenance: MaintenanceClient[];
 
-  constructor(readonly endpoints: readonly string[]) {
+  /** `tls`: the clusters' client ports are https:// (compare-clusters.ts, benchTls). */
+  constructor(
+    readonly endpoints: readonly string[],
+    tls?: { ca: string; clientCert: string; clientKey: string },
+  ) {
     const pb = etcdserverpb();
-    const credentials = grpc.credentials.createInsecure();
+    const credentials =
+      tls === undefined
+        ? grpc.credentials.createInsecure()
+        : grpc.credentials.createSsl(
+            fs.readFileSync(tls.ca),
+            fs.readFileSync(tls.clientKey),
+            fs.readFileSync(tls.clientCert),
+          );
     // Each channel its own subchannel pool: otherwise grpc-js shares one connection per address.
     const options = { 'grpc.use_local_subchannel_pool': 1 };
     this.kv = endpoints.map((e) =>

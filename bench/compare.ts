@@ -33,6 +33,7 @@ import { renderCompareChart } from './compare-chart.js';
 import {
   describeLogs,
   onPath,
+  benchTls,
   startChorusCluster,
   startEtcdCluster,
   stopBenchCluster,
@@ -54,6 +55,8 @@ import { median } from './stats.js';
 
 const clientCounts = [1, 16, 64, 256];
 const windowMs = Number(process.env['CHORUS_BENCH_COMPARE_MS'] ?? 3_000);
+/** CHORUS_BENCH_COMPARE_TLS=1: both clusters with https:// client and peer URLs (benchTls). */
+const useTls = process.env['CHORUS_BENCH_COMPARE_TLS'] === '1';
 const warmupMs = 500;
 /**
  * Before the first round, each system runs every operation at 16 clients for this long,
@@ -128,7 +131,19 @@ function runCheckPerf(cluster: BenchCluster, load: string): Promise<CheckPerfRes
   return new Promise((resolve) => {
     const child = spawn(
       'etcdctl',
-      [`--endpoints=${cluster.endpoints.join(',')}`, 'check', 'perf', `--load=${load}`],
+      [
+        `--endpoints=${cluster.endpoints.map((e) => `${cluster.tls ? 'https' : 'http'}://${e}`).join(',')}`,
+        ...(cluster.tls
+          ? [
+              `--cacert=${benchTls.ca}`,
+              `--cert=${benchTls.clientCert}`,
+              `--key=${benchTls.clientKey}`,
+            ]
+          : []),
+        'check',
+        'perf',
+        `--load=${load}`,
+      ],
       { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let output = '';
@@ -299,8 +314,14 @@ function perfTable(results: readonly CheckPerfResult[]): string[] {
 async function start(system: SystemName, root: string, runnings: Running[]): Promise<Running> {
   const dir = path.join(root, system);
   fs.mkdirSync(dir);
-  const cluster = system === 'chorus' ? await startChorusCluster(dir) : await startEtcdCluster(dir);
-  const running = { cluster, load: new LoadClients(cluster.endpoints) };
+  const cluster =
+    system === 'chorus'
+      ? await startChorusCluster(dir, undefined, { tls: useTls })
+      : await startEtcdCluster(dir, useTls);
+  const running = {
+    cluster,
+    load: new LoadClients(cluster.endpoints, useTls ? benchTls : undefined),
+  };
   runnings.push(running);
   await ready(running);
   return running;
@@ -355,7 +376,7 @@ async function runCompare(): Promise<void> {
     if (hasEtcd) systems.push(await start('etcd', root, runnings));
     const leadersBefore = await Promise.all(systems.map(leadership));
     console.log(
-      `  ${rounds} rounds × ${operations.length} operations × ${clientCounts.length} client counts; ${warmupMs} ms warm-up + ${windowMs} ms measured per cell and system, after ${warmUpMsPerOperation} ms of each operation at 16 clients unmeasured`,
+      `  ${rounds} rounds × ${operations.length} operations × ${clientCounts.length} client counts; ${warmupMs} ms warm-up + ${windowMs} ms measured per cell and system, after ${warmUpMsPerOperation} ms of each operation at 16 clients unmeasured${useTls ? '; TLS on client and peer ports, client certificates required' : ''}`,
     );
     const cells = await measureCells(systems);
     const leadersAfter = await Promise.all(systems.map(leadership));
@@ -446,6 +467,7 @@ function report(outcome: Outcome): void {
     startedAt: startedAt.toISOString(),
     machine: machine(),
     settings: {
+      tls: useTls,
       clientCounts,
       operations,
       rounds,
@@ -464,7 +486,7 @@ function report(outcome: Outcome): void {
     cells: outcome.cells,
   };
   fs.writeFileSync(`${base}.json`, `${JSON.stringify(json, null, 2)}\n`);
-  const subtitle = `${startedAt.toISOString().slice(0, 10)}, ${os.cpus().length} cores, Node ${process.version}, ${rounds} round${rounds === 1 ? '' : 's'} of ${windowMs / 1000} s per cell, medians`;
+  const subtitle = `${startedAt.toISOString().slice(0, 10)}, ${os.cpus().length} cores, Node ${process.version}, ${rounds} round${rounds === 1 ? '' : 's'} of ${windowMs / 1000} s per cell, medians${useTls ? ', TLS' : ''}`;
   fs.writeFileSync(`${base}.svg`, renderCompareChart(summary, operations, clientCounts, subtitle));
   console.log(`  wrote ${base}.json and ${base}.svg`);
 }

@@ -304,6 +304,14 @@ test('chorus server --help documents every setting and its environment variable'
   });
   assert.equal(bad, 2);
   assert.match(errors.join('\n'), /initial-cluster-state/);
+  // A boolean flag alone means true, as etcd's do: here the check that needs the CA runs.
+  const bare: string[] = [];
+  const alone = await main(['server', '--client-cert-auth', '--name', 'x'], {
+    out: () => {},
+    err: (l) => bare.push(l),
+  });
+  assert.equal(alone, 2);
+  assert.match(bare.join('\n'), /--client-cert-auth and --trusted-ca-file need --cert-file/);
 });
 
 test('int64 fields: exact below 2^53, refused beyond', () => {

@@ -48,32 +48,36 @@ export function registerServer(program: Command, ctx: CliContext): void {
       ),
     );
   for (const s of settings) {
+    // A boolean may stand alone, as etcd's do (`--client-cert-auth` means true).
     command.option(
-      `--${s.flag} <${s.value}>`,
+      s.value === 'bool' ? `--${s.flag} [${s.value}]` : `--${s.flag} <${s.value}>`,
       `${s.description} (default: ${s.default('<name>')}; env ${envName(s.flag)})`,
     );
   }
-  command.addHelpText('after', helpAfter).action(async (options: Record<string, string>) => {
-    let config: ServerConfig;
-    try {
-      config = configure(options);
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      ctx.err(`chorus server: ${error.message}`);
-      ctx.exitCode = 2;
-      return;
-    }
-    ctx.exitCode = await run(config, ctx);
-  });
+  command
+    .addHelpText('after', helpAfter)
+    .action(async (options: Record<string, string | boolean>) => {
+      let config: ServerConfig;
+      try {
+        config = configure(options);
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        ctx.err(`chorus server: ${error.message}`);
+        ctx.exitCode = 2;
+        return;
+      }
+      ctx.exitCode = await run(config, ctx);
+    });
 }
 
-function configure(options: Record<string, string>): ServerConfig {
+function configure(options: Record<string, string | boolean>): ServerConfig {
   const flags: RawSettings = {};
   for (const s of settings) {
     const value = options[camelName(s.flag)];
-    if (value !== undefined) flags[s.flag] = value;
+    if (value !== undefined) flags[s.flag] = String(value);
   }
-  const file = options['configFile'] === undefined ? {} : readConfigFile(options['configFile']);
+  const configFile = options['configFile'];
+  const file = typeof configFile === 'string' ? readConfigFile(configFile) : {};
   return resolveConfig(flags, fromEnvironment(process.env), file);
 }
 
