@@ -371,7 +371,7 @@ test(
     const keyFile = join(dir, 'server.key');
     fs.copyFileSync(tls.serverCert, certFile);
     fs.copyFileSync(tls.serverKey, keyFile);
-    const [clientPort, peerPort] = (await freePorts(2)) as [number, number];
+    const [clientPort, peerPort, metricsPort] = (await freePorts(3)) as [number, number, number];
     const member = spawnChorus([
       ...serverArgs(
         'r1',
@@ -382,6 +382,7 @@ test(
       ),
       ...['--listen-client-urls', `https://127.0.0.1:${clientPort}`],
       ...['--cert-file', certFile, '--key-file', keyFile],
+      ...['--listen-metrics-urls', `http://127.0.0.1:${metricsPort}`],
     ]);
     /** Whether /health answers a client that trusts only `ca`. */
     const trusted = (ca: string): Promise<boolean> =>
@@ -394,6 +395,17 @@ test(
         (await trusted(tls.ca)) ? true : undefined,
       );
       assert.equal(await trusted(tls.otherCa), false);
+      // --listen-metrics-urls: /metrics and /health in the clear (a Prometheus without the
+      // CA), and nothing else there.
+      const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+      assert.equal(metrics.status, 200);
+      assert.match(await metrics.text(), /chorus_raft_term/);
+      assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/health`)).status, 200);
+      const kv = await fetch(`http://127.0.0.1:${metricsPort}/v3/kv/range`, {
+        method: 'POST',
+        body: '{}',
+      });
+      assert.equal(kv.status, 404);
       // The key first: a check between the two writes sees a pair that does not load, logs it
       // and keeps the old one; the next check loads the whole new pair.
       fs.copyFileSync(tls.otherServerKey, keyFile);

@@ -112,6 +112,7 @@ test('settings: bad values are refused with the flag named', () => {
     ],
     [{ 'listen-client-urls': 'ftp://127.0.0.1:2379' }, /use http:\/\/ or https:\/\/host:port/],
     [{ 'cert-file': 'c.pem' }, /--cert-file and --key-file go together/],
+    [{ 'listen-metrics-urls': 'https://127.0.0.1:2381' }, /--listen-metrics-urls .*--cert-file/],
     [{ 'client-cert-auth': 'true' }, /need --cert-file and --key-file/],
     [
       {

@@ -57,6 +57,11 @@ export interface ServerConfig {
   /** Given when --cert-file and --key-file are; every https:// client URL needs them. */
   clientTls?: TlsFiles;
   /**
+   * --listen-metrics-urls: ports serving /metrics, /health and /version alone (an https://
+   * one with the client TLS files), e.g. for a Prometheus without a client certificate.
+   */
+  listenMetrics: { host: string; port: number; tls: boolean }[];
+  /**
    * Given when --peer-cert-file and --peer-key-file are: an https:// peer URL needs them, and
    * they are this member's client certificate when it dials a peer's https:// URL.
    */
@@ -125,6 +130,13 @@ export const settings: readonly Setting[] = [
     description:
       'comma-separated URLs to listen on for clients: gRPC and the JSON gateway share each port',
     default: () => 'http://localhost:2379',
+  },
+  {
+    flag: 'listen-metrics-urls',
+    value: 'urls',
+    description:
+      'comma-separated URLs serving only /metrics, /health and /version (https:// ones with --cert-file and --key-file, and --trusted-ca-file if given)',
+    default: () => 'none',
   },
   {
     flag: 'advertise-client-urls',
@@ -349,7 +361,17 @@ export function resolveConfig(
     throw new ConfigError(`--name ${JSON.stringify(name)}: use 1-64 of [A-Za-z0-9_.-]`);
   const peerUrls = urlList(get('listen-peer-urls'), 'listen-peer-urls');
   const listenClient = urlList(get('listen-client-urls'), 'listen-client-urls');
+  const metricsText = given('listen-metrics-urls');
+  const listenMetrics =
+    metricsText === undefined || metricsText.trim() === ''
+      ? []
+      : urlList(metricsText, 'listen-metrics-urls');
   const clientTls = tlsFilesOf(given, '', 'listen-client-urls', listenClient);
+  const secureMetrics = listenMetrics.find((u) => u.tls);
+  if (secureMetrics !== undefined && clientTls === undefined)
+    throw new ConfigError(
+      `--listen-metrics-urls ${secureMetrics.url}: TLS needs a certificate and key (--cert-file, --key-file)`,
+    );
   const peerTls = tlsFilesOf(given, 'peer-', 'listen-peer-urls', peerUrls);
   if (peerUrls.length !== 1)
     throw new ConfigError('--listen-peer-urls: Chorus listens for peers on exactly one URL');
@@ -397,6 +419,7 @@ export function resolveConfig(
     listenClient: listenClient.map(({ host, port, tls }) => ({ host, port, tls })),
     ...(clientTls === undefined ? {} : { clientTls }),
     ...(peerTls === undefined ? {} : { peerTls }),
+    listenMetrics: listenMetrics.map(({ host, port, tls }) => ({ host, port, tls })),
     advertiseClientUrls: urlList(get('advertise-client-urls'), 'advertise-client-urls').map(
       (u) => u.url,
     ),

@@ -103,16 +103,39 @@ export class Gateway {
     }
   }
 
+  /** What a --listen-metrics-urls port serves: /health, /metrics and /version, nothing else. */
+  handleObservability(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (this.observability(req, res, path)) return;
+    req.resume();
+    sendError(
+      res,
+      new StatusError(
+        Status.NOT_FOUND,
+        `no such path ${path} (this port serves /health, /metrics and /version)`,
+      ),
+    );
+  }
+
+  /** Answers /health, /metrics or /version; false for any other request. */
+  private observability(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    path: string,
+  ): boolean {
+    if (req.method !== 'GET') return false;
+    if (path === '/health') this.health(res);
+    else if (path === '/metrics') this.metrics(res);
+    else if (path === '/version')
+      sendJson(res, 200, { etcdserver: this.options.version, etcdcluster: this.options.version });
+    else return false;
+    return true;
+  }
+
   handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0]!;
     try {
-      if (req.method === 'GET' && path === '/health') return this.health(res);
-      if (req.method === 'GET' && path === '/metrics') return this.metrics(res);
-      if (req.method === 'GET' && path === '/version')
-        return sendJson(res, 200, {
-          etcdserver: this.options.version,
-          etcdcluster: this.options.version,
-        });
+      if (this.observability(req, res, path)) return;
       const method = this.methods.get(path);
       if (method === undefined) {
         req.resume();

@@ -14,6 +14,7 @@
  * kill -9 at any moment loses none of them either.
  */
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { getHeapStatistics } from 'node:v8';
 import type { TlsOptions } from 'node:tls';
 import { asChorusError, describeError, ChorusError, TimeoutError } from '../core/errors.js';
@@ -289,6 +290,10 @@ class ChorusServer implements StartedServer, ServiceContext {
   private readonly dispatcher: Dispatcher;
   private readonly grpc: GrpcFront;
   private readonly http: http.Server;
+  /** What --listen-metrics-urls ports answer (Gateway.handleObservability). */
+  private readonly observabilityHandler: http.RequestListener;
+  /** The --listen-metrics-urls servers. */
+  private readonly metricsServers: http.Server[] = [];
   private readonly listeners: ClientListener[] = [];
   /** Stops watching the TLS files (watchTls). */
   private readonly tlsWatches: (() => void)[] = [];
@@ -420,6 +425,7 @@ class ChorusServer implements StartedServer, ServiceContext {
     );
     this.http = http.createServer((req, res) => gateway.handle(req, res));
     this.http.on('clientError', (_error, socket) => socket.destroy());
+    this.observabilityHandler = (req, res) => gateway.handleObservability(req, res);
     this.observe();
     this.log.info('member started', {
       name: config.name,
@@ -444,7 +450,7 @@ class ChorusServer implements StartedServer, ServiceContext {
           advertise: this.config.advertiseClientUrls,
         });
         this.watchTls();
-        return done(undefined);
+        return this.listenMetrics(done);
       }
       if (address.tls && this.clientTls === undefined)
         return done(new Error(`https:// client URL on port ${address.port} without TLS files`));
@@ -488,16 +494,51 @@ class ChorusServer implements StartedServer, ServiceContext {
     next();
   }
 
+  /** Opens the --listen-metrics-urls ports, one after the other; `done` after the last. */
+  private listenMetrics(done: (error: Error | undefined) => void): void {
+    const addresses = [...this.config.listenMetrics];
+    const next = (): void => {
+      const address = addresses.shift();
+      if (address === undefined) return done(undefined);
+      const server = address.tls
+        ? https.createServer(
+            { ...this.clientTls!, ALPNProtocols: ['http/1.1'] },
+            this.observabilityHandler,
+          )
+        : http.createServer(this.observabilityHandler);
+      server.on('clientError', (_error, socket) => socket.destroy());
+      const onError = (error: Error): void =>
+        done(
+          new Error(
+            `cannot listen for metrics on ${address.host}:${address.port}: ${error.message}`,
+          ),
+        );
+      server.once('error', onError);
+      server.listen(address.port, address.host, () => {
+        server.off('error', onError);
+        server.on('error', () => {});
+        this.metricsServers.push(server);
+        const bound = server.address() as { port: number };
+        this.log.info('serving metrics', { port: bound.port, tls: address.tls });
+        next();
+      });
+    };
+    next();
+  }
+
   /** Rotated certificate files take effect for new connections (tls.ts, watchTlsFiles). */
   private watchTls(): void {
     const { clientTls, peerTls } = this.config;
-    if (clientTls !== undefined && this.config.listenClient.some((u) => u.tls))
+    const secure = [...this.config.listenClient, ...this.config.listenMetrics].some((u) => u.tls);
+    if (clientTls !== undefined && secure)
       this.tlsWatches.push(
         watchTlsFiles(
           clientTls,
           loadClientTls,
           (options) => {
             for (const l of this.listeners) l.setSecureContext(options);
+            for (const m of this.metricsServers)
+              if (m instanceof https.Server) m.setSecureContext(options);
           },
           this.log,
         ),
@@ -516,6 +557,10 @@ class ChorusServer implements StartedServer, ServiceContext {
     this.setMode('stopped');
     this.log.info('stopping', { reason, inflight: this.inflight.size });
     for (const l of this.listeners) l.close();
+    for (const m of this.metricsServers) {
+      m.close();
+      m.closeAllConnections();
+    }
     const stopped = new ChorusError('closed', 'server stopped');
     for (const fail of [...this.inflight]) fail(stopped);
     this.dispatcher.endStreams(stopped);
