@@ -814,8 +814,7 @@ export class TcpNetwork implements Network {
       this.server = tls.createServer(serverOptions, (socket) => this.onConnection(socket));
       // A peer without an acceptable certificate (or speaking plain TCP): that connection only.
       this.server.on('tlsClientError', (error: Error & { reason?: string }) => {
-        stats.connectionErrors['tls-handshake'] =
-          (stats.connectionErrors['tls-handshake'] ?? 0) + 1;
+        this.shared.countError('tls-handshake');
         this.log.warn('peer TLS handshake failed', { error: error.reason ?? error.message.trim() });
       });
     }
