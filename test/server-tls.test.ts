@@ -53,9 +53,9 @@ describe(
       if (cluster !== undefined) await stopCluster(cluster);
     });
 
-    /** The cluster still serves a TLS client with the right certificate: a write and a read. */
-    async function stillServes(key: string): Promise<void> {
-      const client = new Etcd3({
+    /** An etcd3 client of the cluster with the test CA and the test client certificate. */
+    const certifiedClient = (): Etcd3 =>
+      new Etcd3({
         hosts: urls,
         credentials: {
           rootCertificate: read(tls.ca),
@@ -63,6 +63,10 @@ describe(
           privateKey: read(tls.clientKey),
         },
       });
+
+    /** The cluster still serves a TLS client with the right certificate: a write and a read. */
+    async function stillServes(key: string): Promise<void> {
+      const client = certifiedClient();
       try {
         await client.put(key).value('ok');
         assert.equal(await client.get(key).string(), 'ok');
@@ -72,14 +76,7 @@ describe(
     }
 
     test('the etcd3 client with a client certificate: KV, txn, watch and a lease', async () => {
-      const client = new Etcd3({
-        hosts: urls,
-        credentials: {
-          rootCertificate: read(tls.ca),
-          certChain: read(tls.clientCert),
-          privateKey: read(tls.clientKey),
-        },
-      });
+      const client = certifiedClient();
       try {
         await client.put('tls/a').value('1');
         assert.equal(await client.get('tls/a').string(), '1');
