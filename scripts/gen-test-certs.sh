@@ -1,13 +1,15 @@
 #!/bin/sh
-# Regenerates testdata/tls/: the certificates of the TLS tests (test/server-tls.test.ts).
-# Test fixtures only; their keys are public. Valid for 100 years, EC P-256.
+# Makes a CA and certificates for Chorus on 127.0.0.1 / localhost, in the directory given
+# (default testdata/tls/, the certificates of the TLS tests, test/server-tls.test.ts, whose
+# keys are public). `chorus dev --tls` runs it for its cluster's own. Valid for 100 years,
+# EC P-256.
 #   ca.crt            the CA that signs server.crt and client.crt
 #   server.crt/.key   a member's client-port certificate: SAN IP 127.0.0.1, DNS localhost
 #   client.crt/.key   a client certificate (CN chorus-test-client), for --client-cert-auth
 #   other-ca.crt      a second CA, which signs other-client.crt: a client the members refuse
 #   other-server.crt/.key  signed by other-ca, SAN as server.crt: the rotated-to certificate
 set -eu
-dir="$(cd "$(dirname "$0")/.." && pwd)/testdata/tls"
+dir="${1:-$(cd "$(dirname "$0")/.." && pwd)/testdata/tls}"
 mkdir -p "$dir"
 cd "$dir"
 work="$(mktemp -d)"
@@ -42,4 +44,4 @@ keyUsage=critical,digitalSignature"
 leaf other-client chorus-test-other-client other-ca \
   "extendedKeyUsage=clientAuth
 keyUsage=critical,digitalSignature"
-chmod 644 ./*.key
+chmod 600 ./*.key

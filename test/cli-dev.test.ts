@@ -70,8 +70,17 @@ function childCommandLines(pid: number): string[][] {
         );
 }
 
-async function checkLocalCluster(args: string[], ports: number[]): Promise<void> {
+/** `tls`: the cluster runs with --tls; clients use the certificates it made. */
+async function checkLocalCluster(args: string[], ports: number[], tls = false): Promise<void> {
   const dataDir = fs.mkdtempSync(join(tmpdir(), 'chorus-dev-'));
+  const scheme = tls ? 'https' : 'http';
+  const tlsDir = join(dataDir, 'tls');
+  const clientTls = tls
+    ? [
+        ...['--cacert', join(tlsDir, 'ca.crt')],
+        ...['--cert', join(tlsDir, 'client.crt'), '--key', join(tlsDir, 'client.key')],
+      ]
+    : [];
   const running = inNamespace([...args, '--data-dir', dataDir]);
   const pid = running.child.pid!;
   try {
@@ -82,10 +91,14 @@ async function checkLocalCluster(args: string[], ports: number[]): Promise<void>
     assert.match(running.output(), /is serving \(leader infra\d\)/);
     const printed = running.output();
     for (const port of ports) {
-      assert.match(printed, new RegExp(`http://127\\.0\\.0\\.1:${port} `), `client port ${port}`);
       assert.match(
         printed,
-        new RegExp(`http://127\\.0\\.0\\.1:${port + 1}\\b`),
+        new RegExp(`${scheme}://127\\.0\\.0\\.1:${port} `),
+        `client port ${port}`,
+      );
+      assert.match(
+        printed,
+        new RegExp(`${scheme}://127\\.0\\.0\\.1:${port + 1}\\b`),
         `peer ${port + 1}`,
       );
     }
@@ -105,7 +118,14 @@ async function checkLocalCluster(args: string[], ports: number[]): Promise<void>
       .slice(0, 2)
       .map((p) => `127.0.0.1:${p}`)
       .join(',');
-    const put = await chorusIn(pid, ['put', 'greeting', 'hello', '--endpoints', endpoints]);
+    const put = await chorusIn(pid, [
+      'put',
+      'greeting',
+      'hello',
+      '--endpoints',
+      endpoints,
+      ...clientTls,
+    ]);
     assert.equal(put.code, 0, put.stderr);
     assert.equal(put.stdout.trim(), 'OK');
     const get = await chorusIn(pid, [
@@ -115,9 +135,18 @@ async function checkLocalCluster(args: string[], ports: number[]): Promise<void>
       `127.0.0.1:${ports[ports.length - 1]}`,
       '--consistency',
       'l',
+      ...clientTls,
     ]);
     assert.equal(get.code, 0, get.stderr);
     assert.deepEqual(get.stdout.trim().split('\n'), ['greeting', 'hello']);
+    if (tls) {
+      // The banner's commands carry the TLS flags; a client without them gets nothing.
+      assert.match(printed, /--cacert \S+ca\.crt --cert \S+client\.crt --key \S+client\.key/);
+      const plain = await chorusIn(pid, [
+        ...['get', 'greeting', '--endpoints', endpoints, '--dial-timeout', '1s'],
+      ]);
+      assert.notEqual(plain.code, 0);
+    }
 
     // Ctrl-C: every member stops cleanly, and so does the launcher.
     running.child.kill('SIGINT');
@@ -150,5 +179,13 @@ test(
   { skip: namespacesMissing, timeout: 90_000 },
   async () => {
     await checkLocalCluster(['dev', '--nodes', '5'], [2379, 22379, 32379, 42379, 52379]);
+  },
+);
+
+test(
+  'chorus dev --tls: https:// client and peer URLs with certificates it makes; clients need them',
+  { skip: namespacesMissing, timeout: 90_000 },
+  async () => {
+    await checkLocalCluster(['dev', '--tls'], [2379, 22379, 32379], true);
   },
 );

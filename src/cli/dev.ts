@@ -4,9 +4,14 @@
  * 22379/22380, infra3 on 32379/32380, …), with data and logs under ./.chorus-dev/. It waits
  * until every member knows the leader, prints the endpoints and example commands, and on
  * Ctrl-C stops every node gracefully (SIGTERM, then SIGKILL for one that hangs).
+ *
+ * With --tls the client and peer URLs are https://, with a CA and certificates that
+ * scripts/gen-test-certs.sh makes (openssl) under <data-dir>/tls/, and clients must present
+ * the client certificate made there (docs/security.md).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as https from 'node:https';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -37,6 +42,39 @@ interface DevOptions {
   nodes: string;
   dataDir: string;
   clean?: boolean;
+  tls?: boolean;
+}
+
+/** The files of a --tls cluster, under <data-dir>/tls/. */
+export interface DevTls {
+  ca: string;
+  cert: string;
+  key: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+function devTlsFiles(dir: string): DevTls {
+  return {
+    ca: join(dir, 'ca.crt'),
+    cert: join(dir, 'server.crt'),
+    key: join(dir, 'server.key'),
+    clientCert: join(dir, 'client.crt'),
+    clientKey: join(dir, 'client.key'),
+  };
+}
+
+/** The CA and certificates of a --tls cluster: kept from an earlier run, else made now. */
+function makeDevTls(root: string): DevTls | string {
+  const dir = join(root, 'tls');
+  const files = devTlsFiles(dir);
+  const { ca, cert, key, clientCert, clientKey } = files;
+  if ([ca, cert, key, clientCert, clientKey].every((f) => fs.existsSync(f))) return files;
+  const script = fileURLToPath(new URL('../../../scripts/gen-test-certs.sh', import.meta.url));
+  const made = spawnSync('sh', [script, dir], { encoding: 'utf8' });
+  if (made.error !== undefined || made.status !== 0)
+    return `cannot make the certificates with openssl (${script}): ${(made.stderr || String(made.error)).trim()}`;
+  return files;
 }
 
 export function registerDev(program: Command, ctx: CliContext): void {
@@ -46,6 +84,10 @@ export function registerDev(program: Command, ctx: CliContext): void {
     .option('--nodes <n>', `members, 1 to ${devNodesMax}`, '3')
     .option('--data-dir <dir>', 'where each member keeps its data and log', '.chorus-dev')
     .option('--clean', 'remove the data of a previous run first')
+    .option(
+      '--tls',
+      'https:// client and peer URLs, with a CA and certificates made by openssl under <data-dir>/tls',
+    )
     .action(async (options: DevOptions) => {
       const nodes = Number(options.nodes);
       if (!Number.isInteger(nodes) || nodes < 1 || nodes > devNodesMax) {
@@ -53,7 +95,13 @@ export function registerDev(program: Command, ctx: CliContext): void {
         ctx.exitCode = 2;
         return;
       }
-      ctx.exitCode = await runDevCluster(nodes, options.dataDir, options.clean === true, ctx);
+      ctx.exitCode = await runDevCluster(
+        nodes,
+        options.dataDir,
+        options.clean === true,
+        ctx,
+        options.tls === true,
+      );
     });
 }
 
@@ -67,13 +115,35 @@ export async function runDevCluster(
   dataDir: string,
   clean: boolean,
   ctx: CliContext,
+  secure = false,
 ): Promise<number> {
   const members = devMembers(nodes);
   const root = resolve(dataDir);
   if (clean) fs.rmSync(root, { recursive: true, force: true });
   fs.mkdirSync(root, { recursive: true });
-  const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+  let tls: DevTls | undefined;
+  if (secure) {
+    const made = makeDevTls(root);
+    if (typeof made === 'string') {
+      ctx.err(`chorus dev --tls: ${made}`);
+      return 1;
+    }
+    tls = made;
+  }
+  const scheme = tls === undefined ? 'http' : 'https';
+  const initialCluster = members
+    .map((m) => `${m.name}=${scheme}://127.0.0.1:${m.peerPort}`)
+    .join(',');
   const endpoints = members.map((m) => `127.0.0.1:${m.clientPort}`).join(',');
+  const tlsArgs =
+    tls === undefined
+      ? []
+      : [
+          ...['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca],
+          '--client-cert-auth',
+          ...['--peer-cert-file', tls.cert, '--peer-key-file', tls.key],
+          ...['--peer-trusted-ca-file', tls.ca, '--peer-client-cert-auth'],
+        ];
   const children = new Map<string, ChildProcess>();
   let stopping = false;
   const exited = new Map<string, number | string>();
@@ -92,17 +162,18 @@ export async function runDevCluster(
         '--data-dir',
         join(root, m.name),
         '--listen-client-urls',
-        `http://127.0.0.1:${m.clientPort}`,
+        `${scheme}://127.0.0.1:${m.clientPort}`,
         '--advertise-client-urls',
-        `http://127.0.0.1:${m.clientPort}`,
+        `${scheme}://127.0.0.1:${m.clientPort}`,
         '--listen-peer-urls',
-        `http://127.0.0.1:${m.peerPort}`,
+        `${scheme}://127.0.0.1:${m.peerPort}`,
         '--initial-advertise-peer-urls',
-        `http://127.0.0.1:${m.peerPort}`,
+        `${scheme}://127.0.0.1:${m.peerPort}`,
         '--initial-cluster',
         initialCluster,
         '--initial-cluster-state',
         'new',
+        ...tlsArgs,
       ],
       { stdio: ['ignore', logFd, logFd] },
     );
@@ -138,7 +209,7 @@ export async function runDevCluster(
   let signalled = false;
   void interrupted.then(() => (signalled = true));
 
-  const leader = await waitForLeader(members, () => signalled || exited.size > 0);
+  const leader = await waitForLeader(members, () => signalled || exited.size > 0, tls);
   if (leader === undefined) {
     ctx.err(
       signalled
@@ -153,17 +224,23 @@ export async function runDevCluster(
   ctx.out('  member   client (gRPC + JSON + /health + /metrics)   peer');
   for (const m of members)
     ctx.out(
-      `  ${m.name.padEnd(8)} http://127.0.0.1:${String(m.clientPort).padEnd(29)} http://127.0.0.1:${m.peerPort}`,
+      `  ${m.name.padEnd(8)} ${scheme}://127.0.0.1:${String(m.clientPort).padEnd(tls === undefined ? 29 : 28)} ${scheme}://127.0.0.1:${m.peerPort}`,
     );
   ctx.out('');
   ctx.out(`  data and logs: ${root}`);
+  // etcdctl, chorus and curl name the TLS files with the same flags.
+  const clientTls =
+    tls === undefined ? '' : ` --cacert ${tls.ca} --cert ${tls.clientCert} --key ${tls.clientKey}`;
+  if (tls !== undefined) {
+    ctx.out(`  TLS: CA ${tls.ca}; clients must present ${tls.clientCert}`);
+  }
   ctx.out('');
   ctx.out('Try:');
-  ctx.out(`  etcdctl --endpoints=${endpoints} put greeting hello`);
-  ctx.out(`  npx chorus get greeting --endpoints ${endpoints}`);
-  ctx.out(`  npx chorus endpoint status --endpoints ${endpoints} -w table`);
+  ctx.out(`  etcdctl --endpoints=${endpoints}${clientTls} put greeting hello`);
+  ctx.out(`  npx chorus get greeting --endpoints ${endpoints}${clientTls}`);
+  ctx.out(`  npx chorus endpoint status --endpoints ${endpoints}${clientTls} -w table`);
   ctx.out(
-    `  curl -s -X POST http://127.0.0.1:${members[0]!.clientPort}/v3/kv/range -d '{"key":"Z3JlZXRpbmc="}'`,
+    `  curl -s${clientTls} -X POST ${scheme}://127.0.0.1:${members[0]!.clientPort}/v3/kv/range -d '{"key":"Z3JlZXRpbmc="}'`,
   );
   ctx.out('');
   ctx.out('Ctrl-C stops every member.');
@@ -178,10 +255,11 @@ export async function runDevCluster(
 async function waitForLeader(
   members: DevMember[],
   abandon: () => boolean,
+  tls: DevTls | undefined,
 ): Promise<string | undefined> {
   const deadline = Date.now() + leaderWaitMs;
   while (Date.now() < deadline && !abandon()) {
-    const leaders = await Promise.all(members.map((m) => healthLeader(m.clientPort)));
+    const leaders = await Promise.all(members.map((m) => healthLeader(m.clientPort, tls)));
     const first = leaders[0];
     if (first !== undefined && first !== '' && leaders.every((l) => l === first)) return first;
     await sleep(pollMs);
@@ -189,16 +267,45 @@ async function waitForLeader(
   return undefined;
 }
 
-async function healthLeader(port: number): Promise<string | undefined> {
+async function healthLeader(port: number, tls: DevTls | undefined): Promise<string | undefined> {
   try {
-    const response = await fetch(`http://127.0.0.1:${port}/health`, {
-      signal: AbortSignal.timeout(1000),
-    });
-    const body = (await response.json()) as { leader?: unknown; mode?: unknown };
+    const text =
+      tls === undefined
+        ? await (
+            await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(1000) })
+          ).text()
+        : await httpsHealth(port, tls);
+    const body = JSON.parse(text) as { leader?: unknown; mode?: unknown };
     return body.mode === 'serving' && typeof body.leader === 'string' ? body.leader : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** GET /health over TLS with the cluster's CA and client certificate; fails after 1 s. */
+function httpsHealth(port: number, tls: DevTls): Promise<string> {
+  return new Promise((done, fail) => {
+    const request = https.get(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/health',
+        ca: fs.readFileSync(tls.ca),
+        cert: fs.readFileSync(tls.clientCert),
+        key: fs.readFileSync(tls.clientKey),
+        timeout: 1000,
+        agent: false,
+      },
+      (response) => {
+        let text = '';
+        response.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+        response.on('end', () => done(text));
+        response.on('error', fail);
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error('timed out')));
+    request.on('error', fail);
+  });
 }
 
 function tail(path: string, lines: number): string[] {
