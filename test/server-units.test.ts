@@ -31,6 +31,7 @@ import {
 } from '../src/server/config.js';
 import { int64, txnRequest, uint64 } from '../src/server/convert.js';
 import { loadClientTls, loadPeerTls } from '../src/server/tls.js';
+import { lateObservation } from '../src/server/server.js';
 import { testTls } from './server-helpers.js';
 import {
   DataDirError,
@@ -313,6 +314,18 @@ test('chorus server --help documents every setting and its environment variable'
   });
   assert.equal(alone, 2);
   assert.match(bare.join('\n'), /--client-cert-auth and --trusted-ca-file need --cert-file/);
+});
+
+test('a late observation: blocked when the process used the time, starved when it did not', () => {
+  assert.equal(lateObservation(400, 450, 500), undefined);
+  assert.deepEqual(lateObservation(900, 950, 1000), {
+    message: 'event loop was blocked',
+    fields: { blockedMs: 900, cpuMs: 950 },
+  });
+  assert.match(
+    lateObservation(900, 30, 1000)!.message,
+    /ran late while the process got little CPU/,
+  );
 });
 
 test('int64 fields: exact below 2^53, refused beyond', () => {

@@ -80,8 +80,9 @@ export const clientConnectionsMax = 10_000;
 /** How often the node samples Raft for metrics, the operating mode and leader changes. */
 export const observeEveryMs = 100;
 /**
- * An observation this much later than due means the event loop was blocked (a long apply,
- * a GC pause, a starved process): logged as a warning with how long.
+ * An observation this much later than due is logged as a warning with how long: the event
+ * loop was blocked (a long apply, a GC pause), or the process was starved (lateObservation
+ * in server.ts tells which by the CPU time it used meanwhile).
  */
 export const eventLoopBlockedWarnMs = 500;
 /** An apply batch slower than this is logged as a warning (etcd warns at 100 ms too). */

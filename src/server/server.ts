@@ -189,6 +189,29 @@ function peerAddresses(urls: readonly string[]): TcpAddress[] {
   return addresses;
 }
 
+/**
+ * What to say of an observation `lateMs` late (undefined: nothing), given the CPU time the
+ * process used over the `intervalMs` since the last one. A late timer alone cannot tell a
+ * blocked event loop (a long apply, a GC pause: the process worked all along) from a starved
+ * process (the machine's cores were busy elsewhere): the CPU time can. Half the interval
+ * or more is taken as blocked.
+ */
+export function lateObservation(
+  lateMs: number,
+  cpuMs: number,
+  intervalMs: number,
+): { message: string; fields: Record<string, number> } | undefined {
+  if (lateMs <= eventLoopBlockedWarnMs) return undefined;
+  const fields = { blockedMs: Math.round(lateMs), cpuMs: Math.round(cpuMs) };
+  return cpuMs >= intervalMs / 2
+    ? { message: 'event loop was blocked', fields }
+    : {
+        message:
+          'event loop ran late while the process got little CPU (a busy machine, or a stopped process)',
+        fields,
+      };
+}
+
 /** Starts a node; `done` runs once clients can connect (or with why it could not start). */
 export function startServer(
   config: ServerConfig,
@@ -314,6 +337,8 @@ class ChorusServer implements StartedServer, ServiceContext {
   /** The peer network's count of failed TLS handshakes when metrics last looked. */
   private peerTlsFailuresSeen = 0;
   private observedAtMs: number | undefined;
+  /** The process's CPU time (user + system, µs) at the last observation. */
+  private observedCpuMicros = 0;
   private dbSize = { bytes: 0, atMs: -Infinity };
   /** The space quota this member enforces (0: none); see quotaBytesOf. */
   readonly quotaBytes: number;
@@ -861,9 +886,12 @@ class ChorusServer implements StartedServer, ServiceContext {
   private observe(): void {
     const now = this.nodeEnv.env.clock.monotonicMs();
     const lateMs = this.observedAtMs === undefined ? 0 : now - this.observedAtMs - observeEveryMs;
-    if (lateMs > eventLoopBlockedWarnMs)
-      this.log.warn('event loop was blocked', { blockedMs: Math.round(lateMs) });
+    const cpu = process.cpuUsage();
+    const cpuMs = (cpu.user + cpu.system - this.observedCpuMicros) / 1000;
+    const late = lateObservation(lateMs, cpuMs, observeEveryMs + lateMs);
+    if (late !== undefined) this.log.warn(late.message, late.fields);
     this.observedAtMs = now;
+    this.observedCpuMicros = cpu.user + cpu.system;
     if (this.stopping) return;
     const raft = this.kv.driver.node.raft;
     const m = this.metrics;
