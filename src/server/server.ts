@@ -472,6 +472,7 @@ class ChorusServer implements StartedServer, ServiceContext {
       if (address === undefined) {
         this.log.info('serving clients', {
           ports: this.clientPorts,
+          tls: this.config.listenClient.map((u) => u.tls),
           advertise: this.config.advertiseClientUrls,
         });
         this.watchTls();
