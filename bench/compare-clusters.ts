@@ -11,6 +11,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serverNodeFlags } from '../src/server/constants.js';
+import { tlsServerFlags } from '../src/server/tls.js';
 
 export type SystemName = 'chorus' | 'etcd';
 
@@ -49,13 +50,7 @@ export const benchTls = {
 
 /** etcd's TLS flags, which Chorus shares: https on both ports, certificates required. */
 function tlsFlags(): string[] {
-  const t = benchTls;
-  return [
-    ...['--cert-file', t.cert, '--key-file', t.key, '--trusted-ca-file', t.ca],
-    '--client-cert-auth',
-    ...['--peer-cert-file', t.cert, '--peer-key-file', t.key, '--peer-trusted-ca-file', t.ca],
-    '--peer-client-cert-auth',
-  ];
+  return [...tlsServerFlags('client', benchTls), ...tlsServerFlags('peer', benchTls)];
 }
 
 export const clusterSize = 3;

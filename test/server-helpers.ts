@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { main } from '../src/cli/main.js';
+import { tlsServerFlags } from '../src/server/tls.js';
 
 export const chorusBin = fileURLToPath(new URL('../../bin/chorus.js', import.meta.url));
 
@@ -101,20 +102,10 @@ export function serverArgs(
 ): string[] {
   const scheme = secured.client === true ? 'https' : 'http';
   const peerScheme = secured.peer === true ? 'https' : 'http';
-  const tls = testTls;
+  const files = { ca: testTls.ca, cert: testTls.serverCert, key: testTls.serverKey };
   const tlsArgs = [
-    ...(secured.client === true
-      ? [
-          ...['--cert-file', tls.serverCert, '--key-file', tls.serverKey],
-          ...['--trusted-ca-file', tls.ca, '--client-cert-auth', 'true'],
-        ]
-      : []),
-    ...(secured.peer === true
-      ? [
-          ...['--peer-cert-file', tls.serverCert, '--peer-key-file', tls.serverKey],
-          ...['--peer-trusted-ca-file', tls.ca, '--peer-client-cert-auth', 'true'],
-        ]
-      : []),
+    ...(secured.client === true ? tlsServerFlags('client', files) : []),
+    ...(secured.peer === true ? tlsServerFlags('peer', files) : []),
   ];
   return [
     chorusBin,

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { CliContext } from './context.js';
 import { serverNodeFlags } from '../server/constants.js';
+import { tlsServerFlags } from '../server/tls.js';
 
 /** etcd's Procfile ports go 2379, 22379, 32379: the sixth member is the last that fits. */
 export const devNodesMax = 6;
@@ -136,14 +137,7 @@ export async function runDevCluster(
     .join(',');
   const endpoints = members.map((m) => `127.0.0.1:${m.clientPort}`).join(',');
   const tlsArgs =
-    tls === undefined
-      ? []
-      : [
-          ...['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca],
-          '--client-cert-auth',
-          ...['--peer-cert-file', tls.cert, '--peer-key-file', tls.key],
-          ...['--peer-trusted-ca-file', tls.ca, '--peer-client-cert-auth'],
-        ];
+    tls === undefined ? [] : [...tlsServerFlags('client', tls), ...tlsServerFlags('peer', tls)];
   const children = new Map<string, ChildProcess>();
   let stopping = false;
   const exited = new Map<string, number | string>();

@@ -366,13 +366,12 @@ export function resolveConfig(
     metricsText === undefined || metricsText.trim() === ''
       ? []
       : urlList(metricsText, 'listen-metrics-urls');
-  const clientTls = tlsFilesOf(given, '', 'listen-client-urls', listenClient);
-  const secureMetrics = listenMetrics.find((u) => u.tls);
-  if (secureMetrics !== undefined && clientTls === undefined)
-    throw new ConfigError(
-      `--listen-metrics-urls ${secureMetrics.url}: TLS needs a certificate and key (--cert-file, --key-file)`,
-    );
-  const peerTls = tlsFilesOf(given, 'peer-', 'listen-peer-urls', peerUrls);
+  // An https:// metrics URL is served with the client port's files, as in etcd.
+  const clientTls = tlsFilesOf(given, '', {
+    'listen-client-urls': listenClient,
+    'listen-metrics-urls': listenMetrics,
+  });
+  const peerTls = tlsFilesOf(given, 'peer-', { 'listen-peer-urls': peerUrls });
   if (peerUrls.length !== 1)
     throw new ConfigError('--listen-peer-urls: Chorus listens for peers on exactly one URL');
   const advertisedText = given('initial-advertise-peer-urls');
@@ -444,15 +443,15 @@ export function resolveConfig(
 
 /**
  * One side's TLS files (`prefix` '' for clients, 'peer-' for peers), checked as etcd checks
- * them: an https:// listen URL needs a certificate and its key, each needs the other, and
+ * them: an https:// URL among `listens` (by flag) needs a certificate and its key, each
+ * needs the other, and
  * --[peer-]client-cert-auth needs the CAs that sign the certificates it accepts. Whether the
  * files hold what they should is tls.ts's to say, when the member starts.
  */
 function tlsFilesOf(
   given: (flag: string) => string | undefined,
   prefix: '' | 'peer-',
-  listenFlag: string,
-  listen: readonly { url: string; tls: boolean }[],
+  listens: Record<string, readonly { url: string; tls: boolean }[]>,
 ): TlsFiles | undefined {
   const certFile = given(`${prefix}cert-file`);
   const keyFile = given(`${prefix}key-file`);
@@ -464,11 +463,13 @@ function tlsFilesOf(
     throw new ConfigError(
       `--${prefix}cert-file and --${prefix}key-file go together: give both or neither`,
     );
-  const secure = listen.find((u) => u.tls);
+  const secure = Object.entries(listens)
+    .flatMap(([flag, urls]) => urls.map((u) => ({ flag, ...u })))
+    .find((u) => u.tls);
   if (certFile === undefined || keyFile === undefined) {
     if (secure !== undefined)
       throw new ConfigError(
-        `--${listenFlag} ${secure.url}: TLS needs a certificate and key (--${prefix}cert-file, --${prefix}key-file)`,
+        `--${secure.flag} ${secure.url}: TLS needs a certificate and key (--${prefix}cert-file, --${prefix}key-file)`,
       );
     if (clientCertAuth || trustedCaFile !== undefined)
       throw new ConfigError(

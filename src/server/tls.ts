@@ -89,6 +89,22 @@ export function loadPeerTls(files: TlsFiles): PeerTls {
   };
 }
 
+/**
+ * The flags (etcd's, which `chorus server` shares) that serve one side, clients or peers,
+ * over TLS with these files and require the other side's certificate signed by `ca`: what
+ * `chorus dev --tls`, the TLS tests and the TLS benchmark give each member.
+ */
+export function tlsServerFlags(
+  side: 'client' | 'peer',
+  files: { ca: string; cert: string; key: string },
+): string[] {
+  const p = side === 'peer' ? 'peer-' : '';
+  return [
+    ...[`--${p}cert-file`, files.cert, `--${p}key-file`, files.key],
+    ...[`--${p}trusted-ca-file`, files.ca, `--${p}client-cert-auth`],
+  ];
+}
+
 /** How often the TLS files are looked at for a change (a stat of each). */
 export const tlsReloadCheckMs = 5_000;
 
@@ -105,7 +121,6 @@ export function watchTlsFiles<T>(
   load: (files: TlsFiles) => T,
   apply: (loaded: T) => void,
   log: Logger,
-  everyMs = tlsReloadCheckMs,
 ): () => void {
   const paths = [files.certFile, files.keyFile, files.trustedCaFile].filter(
     (p): p is string => p !== undefined,
@@ -134,7 +149,7 @@ export function watchTlsFiles<T>(
         error: (error as Error).message,
       });
     }
-  }, everyMs);
+  }, tlsReloadCheckMs);
   timer.unref();
   return () => clearInterval(timer);
 }

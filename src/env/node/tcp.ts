@@ -757,7 +757,6 @@ export class TcpNetwork implements Network {
   private readonly inbound = new Set<InboundConnection>();
   private readonly inboundByPeer = new Map<NodeId, InboundConnection>();
   private readonly server: net.Server;
-  private readonly tls: boolean;
   private bound: TcpAddress | undefined;
   private handler: (from: NodeId, payload: Uint8Array) => void = () => {};
   private retiredHandler: (by: NodeId) => void = () => {};
@@ -806,7 +805,6 @@ export class TcpNetwork implements Network {
     };
     this.listenAddress = { ...options.listen };
     for (const [id, address] of options.peers) this.setPeer(id, address);
-    this.tls = options.tls !== undefined;
     if (options.tls === undefined) {
       this.server = net.createServer((socket) => this.onConnection(socket));
     } else {
@@ -835,7 +833,7 @@ export class TcpNetwork implements Network {
       this.bound = {
         host: address.address,
         port: address.port,
-        ...(this.tls ? { tls: true } : {}),
+        ...(this.server instanceof tls.Server ? { tls: true } : {}),
       };
       this.log.info('listening', { ...this.bound });
       done(undefined);
